@@ -1,0 +1,1 @@
+"""Engine adapters behind the small interfaces in :mod:`models.interfaces`."""

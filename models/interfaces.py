@@ -1,0 +1,101 @@
+"""The small interfaces every engine adapter implements.
+
+All methods here are *blocking*: the server calls them from its inference
+executor, never from the event loop. Audio crosses these boundaries as numpy
+arrays: float32 in [-1, 1] going into a model, int16 PCM coming out of TTS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+MODEL_SAMPLE_RATE_HZ = 16_000
+"""Every input-side model (VAD, turn detector, ASR) takes 16 kHz mono."""
+
+
+@runtime_checkable
+class VoiceActivityStream(Protocol):
+    """Per-session VAD state (silero is recurrent, so each caller owns one)."""
+
+    frame_samples: int
+
+    def speech_probability(self, frame: np.ndarray) -> float:
+        """Probability of speech in one float32 frame of ``frame_samples`` samples."""
+        ...
+
+    def reset(self) -> None: ...
+
+
+class VoiceActivityModel(Protocol):
+    frame_samples: int
+
+    def open_stream(self) -> VoiceActivityStream: ...
+
+
+class TurnEndModel(Protocol):
+    """Semantic end-of-turn classifier (Smart Turn): is the speaker done?"""
+
+    def end_of_turn_probability(self, audio: np.ndarray) -> float:
+        """``audio`` is the turn so far, float32 at 16 kHz; the model looks at its tail."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    text: str
+    language: str | None = None
+
+
+class RecognitionStream(Protocol):
+    """One utterance being recognised; partials may be empty for non-streaming engines."""
+
+    def accept_audio(self, samples: np.ndarray) -> str | None:
+        """Feed float32 16 kHz audio; returns the new partial text if it changed."""
+        ...
+
+    def finish(self) -> Transcript:
+        """No more audio: return the final transcript."""
+        ...
+
+
+class SpeechRecognizer(Protocol):
+    def open_stream(self, *, language: str | None = None) -> RecognitionStream: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationParams:
+    max_tokens: int = 256
+    temperature: float = 0.7
+
+
+class ChatModel(Protocol):
+    """Streams the assistant's reply token by token.
+
+    Closing the iterator (``aclose()`` or cancelling its consumer) must stop the
+    generation promptly: that is how barge-in frees the CPU for the next turn.
+    """
+
+    def stream_chat(
+        self, messages: Sequence[ChatMessage], params: GenerationParams
+    ) -> AsyncIterator[str]: ...
+
+
+class SpeechSynthesizer(Protocol):
+    sample_rate: int
+
+    def synthesize(self, text: str, *, voice: str | None = None, speed: float = 1.0) -> Iterator[np.ndarray]:
+        """Yield int16 mono PCM chunks at ``sample_rate`` for one speakable chunk of text.
+
+        A generator so the caller can stop pulling between chunks on barge-in.
+        """
+        ...

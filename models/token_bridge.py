@@ -1,0 +1,51 @@
+"""Bridges a blocking token generator in a worker thread to an async iterator.
+
+The worker checks a stop flag between tokens, so closing the async iterator
+(barge-in) ends the generation within one token instead of letting a thread
+burn the CPU the next turn needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Executor
+
+_END = object()
+
+
+async def stream_from_thread(
+    produce: Callable[[threading.Event], Iterator[str]], *, executor: Executor | None = None
+) -> AsyncIterator[str]:
+    loop = asyncio.get_running_loop()
+    # Unbounded on purpose: the producer is a thread that must never block on the
+    # loop, and its output is bounded by the generation's max_tokens.
+    queue: asyncio.Queue[object] = asyncio.Queue()
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            for token in produce(stop):
+                if stop.is_set():
+                    break
+                loop.call_soon_threadsafe(queue.put_nowait, token)
+        except BaseException as exc:  # handed to the consumer, re-raised there
+            loop.call_soon_threadsafe(queue.put_nowait, exc)
+        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, _END)
+
+    worker = loop.run_in_executor(executor, run)
+    try:
+        while True:
+            item = await queue.get()
+            if item is _END:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        # Wait for the worker so the model is free for the next generation; it
+        # stops within one token once the flag is set.
+        await asyncio.shield(worker)

@@ -1,0 +1,1 @@
+"""The aiohttp app, one session per WebSocket connection, and the Realtime protocol."""

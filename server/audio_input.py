@@ -1,0 +1,214 @@
+"""The input side of a session: audio in, VAD gate, end of turn, committed utterances out.
+
+Audio of one ``append`` is resampled and framed, its VAD probabilities computed
+in one executor call, and fed through the synchronous :class:`VADGate`. The turn
+end (silence plus the semantic model) runs as an owned task, cancelled when the
+user speaks again. Upward calls go through :class:`InputHooks`, so this module
+never touches the WebSocket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from models.interfaces import MODEL_SAMPLE_RATE_HZ
+from server.engines import Engines
+from server.session_settings import TurnDetectionSettings
+from streaming.audio_frames import FrameSplitter, StreamResampler
+from streaming.turn_policy import TurnPolicy
+from streaming.vad_gate import SpeechStarted, SpeechStopped, VADGate, VADParams
+
+log = logging.getLogger(__name__)
+
+SMART_TURN_MIN_AUDIO_SECS = 0.3
+
+
+@dataclass
+class Utterance:
+    """A finished user turn: its audio (16 kHz float32) and when its end was detected."""
+
+    audio: np.ndarray
+    speech_end_at: float | None
+    turn_end_at: float
+    end_reason: str
+
+
+class InputHooks(Protocol):
+    async def on_speech_started(self, audio_start_ms: int) -> None: ...
+
+    async def on_speech_stopped(self, audio_end_ms: int) -> None: ...
+
+    async def on_utterance(self, utterance: Utterance) -> None: ...
+
+
+@dataclass
+class _TurnBuffer:
+    chunks: list[np.ndarray] = field(default_factory=list)
+    samples: int = 0
+
+    def add(self, audio: np.ndarray) -> None:
+        self.chunks.append(audio)
+        self.samples += len(audio)
+
+    def audio(self) -> np.ndarray:
+        return np.concatenate(self.chunks) if self.chunks else np.zeros(0, dtype=np.float32)
+
+    def clear(self) -> None:
+        self.chunks, self.samples = [], 0
+
+
+class AudioInput:
+    def __init__(self, *, engines: Engines, hooks: InputHooks, input_rate_hz: int,
+                 turn_detection: TurnDetectionSettings | None, vad_start_ms: int, max_turn_secs: int) -> None:
+        self._engines = engines
+        self._hooks = hooks
+        self._vad_stream = engines.vad.open_stream()
+        self._frames = FrameSplitter(frame_samples=self._vad_stream.frame_samples)
+        self._frame_ms = self._vad_stream.frame_samples * 1000 // MODEL_SAMPLE_RATE_HZ
+        self._resampler = StreamResampler(in_rate=input_rate_hz, out_rate=MODEL_SAMPLE_RATE_HZ)
+        self._vad_start_ms = vad_start_ms
+        self._max_turn_samples = max_turn_secs * MODEL_SAMPLE_RATE_HZ
+        self._turn = _TurnBuffer()
+        self._turn_end_task: asyncio.Task[None] | None = None
+        self._speech_end_at: float | None = None
+        self.received_ms = 0.0
+        self.configure(input_rate_hz=input_rate_hz, turn_detection=turn_detection)
+
+    # -- configuration ----------------------------------------------------------------
+    def configure(self, *, input_rate_hz: int, turn_detection: TurnDetectionSettings | None) -> None:
+        if input_rate_hz != self._resampler.in_rate:
+            self._resampler = StreamResampler(in_rate=input_rate_hz, out_rate=MODEL_SAMPLE_RATE_HZ)
+        self.turn_detection = turn_detection
+        self._policy: TurnPolicy | None = turn_detection.policy() if turn_detection else None
+        if turn_detection is not None:
+            params = VADParams(
+                threshold=turn_detection.threshold,
+                release_threshold=max(0.05, turn_detection.threshold - 0.15),
+                start_ms=self._vad_start_ms,
+                stop_ms=self._policy.vad_stop_ms(turn_detection.silence_duration_ms),
+                prefix_padding_ms=turn_detection.prefix_padding_ms,
+            )
+            gate = VADGate(params=params, frame_ms=self._frame_ms)
+            if getattr(self, "_gate", None) is not None:
+                gate.start_ms = self._gate.start_ms
+            self._gate = gate
+        else:
+            self._gate = None
+
+    def set_interrupt_guard(self, min_speech_ms: int | None) -> None:
+        """While the assistant talks, speech must last longer before it counts (barge-in)."""
+        if self._gate is not None:
+            self._gate.start_ms = max(self._vad_start_ms, min_speech_ms or 0)
+
+    @property
+    def in_speech(self) -> bool:
+        return self._gate is not None and self._gate.in_speech
+
+    @property
+    def buffered_ms(self) -> float:
+        return self._turn.samples * 1000 / MODEL_SAMPLE_RATE_HZ
+
+    # -- audio ------------------------------------------------------------------------
+    async def push(self, samples: np.ndarray, *, input_rate_hz: int) -> None:
+        """Float32 samples at the session's input rate, as the client sent them."""
+        self.received_ms += len(samples) * 1000 / input_rate_hz
+        audio16 = self._resampler.push(samples)
+        if self._gate is None:  # push-to-talk: everything goes into the buffer
+            self._turn.add(audio16)
+            return
+        frames = self._frames.push(audio16)
+        if not frames:
+            return
+        loop = asyncio.get_running_loop()
+        probs = await loop.run_in_executor(
+            self._engines.executors.vad, lambda: [self._vad_stream.speech_probability(f) for f in frames]
+        )
+        for frame, prob in zip(frames, probs):
+            update = self._gate.push(frame, prob)
+            for audio in update.speech_audio:
+                self._turn.add(audio)
+            for event in update.events:
+                if isinstance(event, SpeechStarted):
+                    await self._speech_started(event)
+                elif isinstance(event, SpeechStopped):
+                    await self._speech_stopped(event)
+        if self._gate.in_speech and self._turn.samples >= self._max_turn_samples:
+            log.info("turn reached %d s; ending it", self._max_turn_samples // MODEL_SAMPLE_RATE_HZ)
+            self._gate.reset()
+            await self._finish_turn(reason="max_length")
+
+    async def _speech_started(self, event: SpeechStarted) -> None:
+        resumed = self._cancel_turn_end()
+        self._speech_end_at = None
+        if not resumed:
+            await self._hooks.on_speech_started(event.audio_start_ms)
+
+    async def _speech_stopped(self, event: SpeechStopped) -> None:
+        stop_ms = self._gate.params.stop_ms if self._gate else 0
+        self._speech_end_at = time.monotonic() - stop_ms / 1000
+        await self._hooks.on_speech_stopped(event.audio_end_ms)
+        self._turn_end_task = asyncio.create_task(self._decide_turn_end(), name="turn-end")
+
+    def _cancel_turn_end(self) -> bool:
+        task, self._turn_end_task = self._turn_end_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            return True
+        return False
+
+    async def _decide_turn_end(self) -> None:
+        assert self._policy is not None
+        probability = None
+        if self._policy.needs_model and self._engines.turn is not None:
+            audio = self._turn.audio()
+            if len(audio) >= SMART_TURN_MIN_AUDIO_SECS * MODEL_SAMPLE_RATE_HZ:
+                loop = asyncio.get_running_loop()
+                probability = await loop.run_in_executor(
+                    self._engines.executors.turn, self._engines.turn.end_of_turn_probability, audio
+                )
+        decision = self._policy.decide(probability)
+        log.debug("turn decision p=%s wait=%d", probability, decision.wait_ms)
+        if decision.wait_ms:
+            await asyncio.sleep(decision.wait_ms / 1000)
+        self._turn_end_task = None
+        await self._finish_turn(reason=decision.reason)
+
+    async def _finish_turn(self, *, reason: str) -> None:
+        audio = self._turn.audio()
+        self._turn.clear()
+        utterance = Utterance(audio=audio, speech_end_at=self._speech_end_at, turn_end_at=time.monotonic(),
+                              end_reason=reason)
+        self._speech_end_at = None
+        await self._hooks.on_utterance(utterance)
+
+    # -- push-to-talk -----------------------------------------------------------------
+    async def commit(self) -> Utterance:
+        """Client commit: the buffer (and any speech in progress) becomes an utterance now."""
+        self._cancel_turn_end()
+        if self._gate is not None:
+            self._gate.reset()
+        audio = self._turn.audio()
+        self._turn.clear()
+        return Utterance(audio=audio, speech_end_at=None, turn_end_at=time.monotonic(), end_reason="commit")
+
+    def clear(self) -> None:
+        self._cancel_turn_end()
+        self._turn.clear()
+        self._frames.reset()
+        if self._gate is not None:
+            self._gate.reset()
+
+    async def aclose(self) -> None:
+        task, self._turn_end_task = self._turn_end_task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass

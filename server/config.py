@@ -1,0 +1,167 @@
+"""All configuration in one typed place: defaults here, then a TOML file, then env vars, then CLI flags.
+
+Env vars are ``TINGSHUO_<SECTION>_<FIELD>`` (``TINGSHUO_SERVER_PORT=9000``); CLI
+flags are ``--set section.field=value``. Every value is coerced to its field's
+type, so a typo fails at start-up, not in the middle of a conversation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+ENV_PREFIX = "TINGSHUO_"
+
+DEFAULT_INSTRUCTIONS = (
+    "You are Tingshuo, a friendly voice assistant. Your replies are spoken aloud, so answer in one to "
+    "three short sentences of plain conversational text: no lists, no markdown, no emoji. "
+    "Answer in the language the user speaks."
+)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ServerSection:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    max_sessions: int = 8
+    max_message_bytes: int = 4 * 1024 * 1024
+    """Largest WebSocket message accepted; bigger ones get an error event, not a disconnect."""
+    max_audio_append_ms: int = 10_000
+    """Longest audio in one input_audio_buffer.append."""
+    static_dir: str = ""
+    """Where client_web/ lives; empty means the copy next to the server package."""
+    log_level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class ModelsSection:
+    model_dir: str = "var/models"
+    asr: Literal["whisper-base"] = "whisper-base"
+    asr_language: str = ""
+    """Empty: detect per utterance. 'en' or 'zh' pins it (faster and steadier)."""
+    llm: Literal["qwen2.5-0.5b", "smollm2-135m", "openai"] = "qwen2.5-0.5b"
+    llm_base_url: str = ""
+    llm_model: str = ""
+    llm_api_key: str = ""
+    llm_context_tokens: int = 4096
+    tts_en: Literal["piper-joe"] = "piper-joe"
+    tts_zh: Literal["kokoro", "none"] = "kokoro"
+    turn_model: Literal["smart-turn-v3.2", "none"] = "smart-turn-v3.2"
+    inference_threads: int = 2
+
+
+@dataclass(frozen=True)
+class AssistantSection:
+    instructions: str = DEFAULT_INSTRUCTIONS
+    max_output_tokens: int = 200
+    temperature: float = 0.6
+    history_messages: int = 20
+    """Most recent conversation messages sent to the LLM with the instructions."""
+
+
+@dataclass(frozen=True)
+class AudioSection:
+    output_frame_ms: int = 40
+    max_lead_ms: int = 300
+    """Audio sent ahead of the client's estimated playback: a barge-in silences it within this."""
+    vad_threshold: float = 0.5
+    vad_start_ms: int = 96
+    prefix_padding_ms: int = 300
+    silence_duration_ms: int = 500
+    barge_in_min_speech_ms: int = 400
+    max_turn_secs: int = 30
+    """A turn longer than this is cut and answered (Whisper's window is 30 s)."""
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerSection = field(default_factory=ServerSection)
+    models: ModelsSection = field(default_factory=ModelsSection)
+    assistant: AssistantSection = field(default_factory=AssistantSection)
+    audio: AudioSection = field(default_factory=AudioSection)
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        allowed = typing.get_args(annotation)
+        if value not in allowed:
+            raise ConfigError(f"{where}: {value!r} is not one of {allowed}")
+        return value
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("1", "true", "yes", "on"):
+            return True
+        if str(value).lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{where}: {value!r} is not a boolean")
+    if annotation in (int, float, str):
+        try:
+            return annotation(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: {value!r} is not {annotation.__name__}") from exc
+    if origin in (types.UnionType, typing.Union):
+        return value
+    return value
+
+
+def _apply(config: Config, overrides: dict[str, dict[str, Any]], source: str) -> Config:
+    hints = typing.get_type_hints(Config)
+    sections = {}
+    for section_name, values in overrides.items():
+        if section_name not in hints:
+            raise ConfigError(f"{source}: unknown section [{section_name}]")
+        section = getattr(config, section_name)
+        field_hints = typing.get_type_hints(type(section))
+        changes = {}
+        for key, value in values.items():
+            if key not in field_hints:
+                raise ConfigError(f"{source}: unknown setting {section_name}.{key}")
+            changes[key] = _coerce(value, field_hints[key], f"{source} {section_name}.{key}")
+        sections[section_name] = dataclasses.replace(section, **changes)
+    return dataclasses.replace(config, **sections)
+
+
+def _env_overrides(environ: typing.Mapping[str, str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for f in dataclasses.fields(Config):
+        prefix = f"{ENV_PREFIX}{f.name.upper()}_"
+        for key, value in environ.items():
+            if key.startswith(prefix):
+                out.setdefault(f.name, {})[key[len(prefix) :].lower()] = value
+    return out
+
+
+def _cli_overrides(assignments: list[str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for item in assignments:
+        name, sep, value = item.partition("=")
+        section, dot, key = name.partition(".")
+        if not sep or not dot:
+            raise ConfigError(f"--set {item!r}: expected section.field=value")
+        out.setdefault(section.strip(), {})[key.strip()] = value
+    return out
+
+
+def load_config(
+    *, path: Path | None = None, environ: typing.Mapping[str, str] | None = None, assignments: list[str] = ()
+) -> Config:
+    environ = os.environ if environ is None else environ
+    config = Config()
+    path = path or (Path(environ[ENV_PREFIX + "CONFIG"]) if environ.get(ENV_PREFIX + "CONFIG") else None)
+    if path is not None:
+        with path.open("rb") as fh:
+            config = _apply(config, tomllib.load(fh), str(path))
+    config = _apply(config, _env_overrides(environ), "environment")
+    return _apply(config, _cli_overrides(list(assignments)), "--set")

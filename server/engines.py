@@ -1,0 +1,122 @@
+"""Loads the engines once per server and gives each stage its own inference executor.
+
+Each stage gets a dedicated single-thread executor: a long LLM generation or a
+two-second Whisper decode never holds up the 0.3 ms VAD frames of another
+session, and work within a stage runs in arrival order.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from models.interfaces import ChatModel, SpeechRecognizer, SpeechSynthesizer, TurnEndModel, VoiceActivityModel
+from server.config import Config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Executors:
+    vad: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="vad"))
+    turn: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="turn"))
+    asr: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="asr"))
+    llm: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="llm"))
+    tts: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="tts"))
+
+    def shutdown(self) -> None:
+        for pool in (self.vad, self.turn, self.asr, self.llm, self.tts):
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass
+class Engines:
+    vad: VoiceActivityModel
+    turn: TurnEndModel | None
+    asr: SpeechRecognizer
+    llm: ChatModel
+    tts: SpeechSynthesizer
+    executors: Executors
+
+    async def aclose(self) -> None:
+        closer = getattr(self.llm, "aclose", None)
+        if closer is not None:
+            await closer()
+        self.executors.shutdown()
+
+
+@contextmanager
+def _timed(what: str) -> Iterator[None]:
+    t0 = time.perf_counter()
+    yield
+    log.info("loaded %s in %.2f s", what, time.perf_counter() - t0)
+
+
+def _load_llm(config: Config, model_dir: Path, executors: Executors) -> ChatModel:
+    from models import embedded_store
+
+    m = config.models
+    if m.llm == "openai":
+        from models.openai_chat import OpenAIChatModel, OpenAIChatParams
+
+        if not m.llm_base_url or not m.llm_model:
+            raise ValueError("models.llm = 'openai' needs models.llm_base_url and models.llm_model")
+        return OpenAIChatModel(params=OpenAIChatParams(base_url=m.llm_base_url, model=m.llm_model, api_key=m.llm_api_key))
+    from models.llama_chat import LlamaChatModel, LlamaParams
+
+    spec = embedded_store.QWEN_05B if m.llm == "qwen2.5-0.5b" else embedded_store.SMOLLM2_135M
+    path = embedded_store.ensure_model(spec, model_dir) / "model.gguf"
+    params = LlamaParams(context_tokens=m.llm_context_tokens, threads=m.inference_threads)
+    return LlamaChatModel(model_path=path, params=params, executor=executors.llm)
+
+
+def _load_tts(config: Config, model_dir: Path) -> SpeechSynthesizer:
+    from models import embedded_store
+    from models.piper_tts import PiperSynthesizer
+
+    english = PiperSynthesizer(model_path=embedded_store.ensure_model(embedded_store.PIPER_JOE, model_dir)
+                               / "en_US-joe-medium.onnx")
+    if config.models.tts_zh == "none":
+        return english
+    from models.kokoro_tts import load_embedded_kokoro
+    from models.language_router import LanguageRoutedSynthesizer
+
+    chinese = load_embedded_kokoro()
+    return LanguageRoutedSynthesizer(default=english, by_language={"zh": chinese}, output_rate=english.sample_rate)
+
+
+def _load_turn(config: Config, model_dir: Path) -> TurnEndModel | None:
+    if config.models.turn_model == "none":
+        return None
+    from models.smart_turn import SmartTurn, ensure_smart_turn_model
+
+    return SmartTurn(model_path=ensure_smart_turn_model(model_dir))
+
+
+def load_engines(config: Config) -> Engines:
+    """Blocking: loads every model (seconds). Call it before the event loop serves traffic."""
+    from models import embedded_store
+    from models.silero_vad import SileroVAD
+    from models.whisper_asr import WhisperParams, WhisperRecognizer
+
+    model_dir = Path(config.models.model_dir)
+    executors = Executors()
+    with _timed("silero-vad"):
+        vad = SileroVAD()
+    with _timed("turn model"):
+        turn = _load_turn(config, model_dir)
+    with _timed("whisper-base"):
+        asr = WhisperRecognizer(
+            model_dir=embedded_store.ensure_model(embedded_store.WHISPER_BASE, model_dir),
+            params=WhisperParams(cpu_threads=config.models.inference_threads),
+        )
+    with _timed("llm"):
+        llm = _load_llm(config, model_dir, executors)
+    with _timed("tts"):
+        tts = _load_tts(config, model_dir)
+    return Engines(vad=vad, turn=turn, asr=asr, llm=llm, tts=tts, executors=executors)

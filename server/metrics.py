@@ -1,0 +1,32 @@
+"""Prometheus metrics: per-stage turn latency, sessions, responses and errors."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS_S = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0)
+
+
+class ServerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.stage_latency = Histogram(
+            "tingshuo_turn_stage_seconds",
+            "Time from the end of user speech (or the turn start) to each pipeline stage",
+            ["stage"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.sessions_active = Gauge("tingshuo_sessions_active", "Open Realtime sessions", registry=self.registry)
+        self.sessions_rejected = Counter(
+            "tingshuo_sessions_rejected_total", "Connections refused because the server was full", registry=self.registry
+        )
+        self.responses = Counter(
+            "tingshuo_responses_total", "Responses by final status", ["status"], registry=self.registry
+        )
+        self.errors = Counter("tingshuo_error_events_total", "Error events sent, by code", ["code"], registry=self.registry)
+
+    def observe_timeline(self, latency_ms: dict[str, float | None]) -> None:
+        for stage, value in latency_ms.items():
+            if value is not None:
+                self.stage_latency.labels(stage=stage).observe(value / 1000)

@@ -1,0 +1,187 @@
+"""Runs one spoken response: LLM tokens -> speakable chunks -> TTS -> paced audio frames.
+
+Three owned tasks joined by bounded queues, so synthesis of the next sentence
+overlaps the paced sending of the current one:
+
+    llm task ──text queue──▶ tts task ──audio queue──▶ sender (this coroutine)
+
+Cancelling the runner cancels all three; the generation gate drops any frame
+that was already in flight, so nothing is sent after a cancel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from models.interfaces import ChatMessage, GenerationParams
+from server import events
+from server.engines import Engines
+from server.latency import TurnTimeline
+from streaming.audio_frames import FrameSplitter, int16_to_bytes, resample_once
+from streaming.playout_clock import PlayoutClock
+from streaming.sentence_chunker import SentenceChunker
+from streaming.speakable_text import SpeakableFilter
+from streaming.speech_handle import GenerationGate, SpeechHandle
+from streaming.spoken_transcript import SpokenTranscript
+
+log = logging.getLogger(__name__)
+
+TEXT_QUEUE_CHUNKS = 8
+AUDIO_QUEUE_FRAMES = 200
+"""At 40 ms frames, up to 8 s synthesised ahead of the pacer; bounds memory per session."""
+
+SendEvent = Callable[[dict[str, Any]], Awaitable[None]]
+SendAudio = Callable[[bytes], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ResponsePlan:
+    response_id: str
+    item_id: str
+    messages: list[ChatMessage]
+    generation: GenerationParams
+    modalities: tuple[str, ...]
+    output_rate_hz: int
+    voice: str
+    speed: float
+    frame_ms: int
+    max_lead_ms: int
+    binary_audio: bool
+
+
+@dataclass
+class _ChunkStart:
+    text: str
+
+
+@dataclass
+class ResponseOutcome:
+    full_text: str = ""
+    spoken: SpokenTranscript = field(default_factory=SpokenTranscript)
+    clock: PlayoutClock | None = None
+    error: str | None = None
+
+
+class ResponseRunner:
+    def __init__(self, *, plan: ResponsePlan, engines: Engines, handle: SpeechHandle, gate: GenerationGate,
+                 send_event: SendEvent, send_audio: SendAudio, timeline: TurnTimeline) -> None:
+        self.plan = plan
+        self._engines = engines
+        self.handle = handle
+        self._gate = gate
+        self._send_event = send_event
+        self._send_audio = send_audio
+        self.timeline = timeline
+        self.outcome = ResponseOutcome(clock=PlayoutClock(max_lead_ms=plan.max_lead_ms))
+
+    @property
+    def speaks(self) -> bool:
+        return "audio" in self.plan.modalities
+
+    async def run(self) -> None:
+        """Streams the whole response; raises CancelledError when interrupted."""
+        if not self.speaks:
+            await self._run_text_only()
+            return
+        text_queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=TEXT_QUEUE_CHUNKS)
+        audio_queue: asyncio.Queue[_ChunkStart | np.ndarray | None] = asyncio.Queue(maxsize=AUDIO_QUEUE_FRAMES)
+        llm_task = asyncio.create_task(self._generate(text_queue), name=f"llm-{self.plan.response_id}")
+        tts_task = asyncio.create_task(self._synthesize(text_queue, audio_queue), name=f"tts-{self.plan.response_id}")
+        try:
+            await self._send_paced(audio_queue)
+            await asyncio.gather(llm_task, tts_task)
+        finally:
+            for task in (llm_task, tts_task):
+                task.cancel()
+            await asyncio.gather(llm_task, tts_task, return_exceptions=True)
+
+    async def _generate(self, text_queue: asyncio.Queue[str | None]) -> None:
+        chunker = SentenceChunker()
+        stream = self._engines.llm.stream_chat(self.plan.messages, self.plan.generation)
+        try:
+            async for token in stream:
+                self.timeline.mark("first_llm_token")
+                self.outcome.full_text += token
+                for chunk in chunker.push(token):
+                    await text_queue.put(chunk)
+            for chunk in chunker.flush():
+                await text_queue.put(chunk)
+        finally:
+            await stream.aclose()
+            await text_queue.put(None)
+
+    async def _synthesize(self, text_queue: asyncio.Queue[str | None],
+                          audio_queue: asyncio.Queue[_ChunkStart | np.ndarray | None]) -> None:
+        loop = asyncio.get_running_loop()
+        speakable = SpeakableFilter()
+        tts = self._engines.tts
+        framer = FrameSplitter(frame_samples=self.plan.output_rate_hz * self.plan.frame_ms // 1000, dtype=np.int16)
+        try:
+            while (chunk := await text_queue.get()) is not None:
+                await audio_queue.put(_ChunkStart(chunk))
+                spoken = speakable.push(chunk)
+                if not spoken.strip():
+                    continue
+                self.timeline.mark("first_tts_chunk")
+                pieces = tts.synthesize(spoken, voice=self.plan.voice, speed=self.plan.speed)
+                while (pcm := await loop.run_in_executor(self._engines.executors.tts, next, pieces, None)) is not None:
+                    pcm = resample_once(pcm, in_rate=tts.sample_rate, out_rate=self.plan.output_rate_hz)
+                    for frame in framer.push(pcm.astype(np.int16, copy=False)):
+                        await audio_queue.put(frame)
+                for frame in framer.flush():
+                    await audio_queue.put(frame)
+        finally:
+            await audio_queue.put(None)
+
+    async def _send_paced(self, audio_queue: asyncio.Queue[_ChunkStart | np.ndarray | None]) -> None:
+        clock = self.outcome.clock
+        assert clock is not None
+        while (item := await audio_queue.get()) is not None:
+            if not self._gate.is_current(self.handle.generation):
+                return
+            if isinstance(item, _ChunkStart):
+                before = len(self.outcome.spoken.full_text())
+                self.outcome.spoken.add_text(item.text)
+                await self._send_event(events.audio_transcript_delta(
+                    response_id=self.plan.response_id, item_id=self.plan.item_id,
+                    delta=self.outcome.spoken.full_text()[before:]))
+                continue
+            if (delay := clock.delay_before_send_s()) > 0:
+                await asyncio.sleep(delay)
+            if not self._gate.is_current(self.handle.generation):
+                return
+            duration_ms = len(item) * 1000 / self.plan.output_rate_hz
+            pcm = int16_to_bytes(item)
+            if self.plan.binary_audio:
+                await self._send_audio(pcm)
+            else:
+                await self._send_event(events.audio_delta(
+                    response_id=self.plan.response_id, item_id=self.plan.item_id,
+                    delta_b64=base64.b64encode(pcm).decode("ascii")))
+            self.timeline.mark("first_audio_sent")
+            clock.mark_sent(duration_ms)
+            self.outcome.spoken.add_audio(duration_ms)
+
+    async def _run_text_only(self) -> None:
+        stream = self._engines.llm.stream_chat(self.plan.messages, self.plan.generation)
+        try:
+            async for token in stream:
+                self.timeline.mark("first_llm_token")
+                self.outcome.full_text += token
+                await self._send_event(events.text_delta(
+                    response_id=self.plan.response_id, item_id=self.plan.item_id, delta=token))
+        finally:
+            await stream.aclose()
+
+    async def wait_for_playout(self) -> None:
+        """After the last frame is sent, wait until the client has played it (for barge-in)."""
+        clock = self.outcome.clock
+        if clock is not None and (remaining := clock.remaining_ms()) > 0:
+            await asyncio.sleep(remaining / 1000)

@@ -1,0 +1,483 @@
+"""One Realtime session per WebSocket connection: dispatches client events, owns every task.
+
+Lifecycle (connect, read loop, close) lives in :mod:`server.app`; this class is
+the logic. Its invariants: errors in client input become ``error`` events and
+the session continues; every task it starts is tracked and cancelled in
+:meth:`aclose`; a response is stopped through its :class:`SpeechHandle`, and
+the conversation keeps only what the user heard of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+
+from models.interfaces import MODEL_SAMPLE_RATE_HZ, GenerationParams
+from server import events
+from server.audio_input import AudioInput, Utterance
+from server.config import Config
+from server.conversation import Conversation, ConversationItem
+from server.engines import Engines
+from server.ids import new_id
+from server.latency import TurnTimeline
+from server.metrics import ServerMetrics
+from server.protocol import ClientEvent, ProtocolError, parse_client_event
+from server.response_runner import ResponsePlan, ResponseRunner
+from server.session_settings import SessionSettings, SettingsError, TurnDetectionSettings, apply_session_update
+from streaming.audio_frames import PCMFormatError, pcm16_bytes_to_float
+from streaming.barge_in import BargeInPolicy
+from streaming.speech_handle import GenerationGate, SpeechHandle
+
+log = logging.getLogger(__name__)
+
+MIN_COMMIT_MS = 100
+
+
+@dataclasses.dataclass
+class _ActiveResponse:
+    runner: ResponseRunner
+    item: ConversationItem
+    task: asyncio.Task[None]
+    cancel_reason: str | None = None
+
+
+class RealtimeSession:
+    def __init__(self, *, config: Config, engines: Engines, metrics: ServerMetrics,
+                 send_text: Callable[[str], Awaitable[None]], send_bytes: Callable[[bytes], Awaitable[None]],
+                 binary_audio: bool = False) -> None:
+        self.config = config
+        self._engines = engines
+        self._metrics = metrics
+        self._send_text = send_text
+        self._send_bytes = send_bytes
+        audio = config.audio
+        self.settings = SessionSettings(
+            id=new_id("sess"),
+            instructions=config.assistant.instructions,
+            max_output_tokens=config.assistant.max_output_tokens,
+            binary_audio=binary_audio,
+            transcription_language=config.models.asr_language or None,
+            turn_detection=TurnDetectionSettings(
+                threshold=audio.vad_threshold, prefix_padding_ms=audio.prefix_padding_ms,
+                silence_duration_ms=audio.silence_duration_ms,
+            ),
+        )
+        self.conversation = Conversation()
+        self._barge_in = BargeInPolicy(min_speech_ms=audio.barge_in_min_speech_ms)
+        self._gate = GenerationGate()
+        self._send_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._active: _ActiveResponse | None = None
+        self._audible: _ActiveResponse | None = None  # finished sending, client may still be playing
+        self._speech_item_id: str | None = None
+        self._speech_during_response = False
+        self._spoken_by_item: dict[str, ResponseRunner] = {}
+        self._closed = False
+        self.input = AudioInput(
+            engines=engines, hooks=self, input_rate_hz=self.settings.input_rate_hz,
+            turn_detection=self.settings.turn_detection, vad_start_ms=audio.vad_start_ms,
+            max_turn_secs=audio.max_turn_secs,
+        )
+
+    # -- sending ----------------------------------------------------------------------
+    async def send(self, event: dict[str, Any]) -> None:
+        if self._closed:
+            return
+        async with self._send_lock:
+            await self._send_text(json.dumps(event, ensure_ascii=False))
+
+    async def send_audio_bytes(self, pcm: bytes) -> None:
+        if self._closed:
+            return
+        async with self._send_lock:
+            await self._send_bytes(pcm)
+
+    async def send_error(self, exc: ProtocolError) -> None:
+        self._metrics.errors.labels(code=exc.code).inc()
+        await self.send(events.error(exc.message, code=exc.code, param=exc.param, client_event_id=exc.client_event_id))
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("session task %s failed", task.get_name(), exc_info=exc)
+
+    # -- lifecycle --------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.send(events.session_created(self.settings.to_wire()))
+
+    async def aclose(self) -> None:
+        """Idempotent: cancels every task this session owns and waits for them."""
+        if self._closed:
+            return
+        self._closed = True
+        self._gate.close()
+        await self.input.aclose()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- incoming messages ------------------------------------------------------------
+    async def handle_text(self, text: str) -> None:
+        if len(text.encode("utf-8")) > self.config.server.max_message_bytes:
+            await self.send_error(ProtocolError(
+                "message_too_large", f"message of {len(text)} characters exceeds the limit of "
+                f"{self.config.server.max_message_bytes} bytes; send audio in smaller appends"))
+            return
+        try:
+            event = parse_client_event(text)
+            await self._dispatch(event)
+        except ProtocolError as exc:
+            await self.send_error(exc)
+
+    async def handle_binary(self, data: bytes) -> None:
+        try:
+            if not self.settings.binary_audio:
+                raise ProtocolError("binary_audio_not_enabled",
+                                    "binary frames carry audio only when the connection was opened with ?audio=binary")
+            if len(data) > self.config.server.max_message_bytes:
+                raise ProtocolError("message_too_large", f"binary frame of {len(data)} bytes exceeds the limit")
+            await self._append_pcm(data, client_event_id=None)
+        except ProtocolError as exc:
+            await self.send_error(exc)
+
+    async def _dispatch(self, event: ClientEvent) -> None:
+        handler = {
+            "session.update": self._on_session_update,
+            "input_audio_buffer.append": self._on_append,
+            "input_audio_buffer.commit": self._on_commit,
+            "input_audio_buffer.clear": self._on_clear,
+            "conversation.item.create": self._on_item_create,
+            "conversation.item.delete": self._on_item_delete,
+            "conversation.item.retrieve": self._on_item_retrieve,
+            "conversation.item.truncate": self._on_item_truncate,
+            "response.create": self._on_response_create,
+            "response.cancel": self._on_response_cancel,
+        }[event.type]
+        await handler(event)
+
+    async def _on_session_update(self, event: ClientEvent) -> None:
+        try:
+            updated = apply_session_update(self.settings, event.raw["session"])
+        except SettingsError as exc:
+            raise ProtocolError("invalid_value", str(exc), param=exc.param, client_event_id=event.event_id) from None
+        except (TypeError, ValueError) as exc:
+            raise ProtocolError("invalid_value", f"invalid session: {exc}", client_event_id=event.event_id) from None
+        if updated.input_rate_hz != self.settings.input_rate_hz or updated.turn_detection != self.settings.turn_detection:
+            self.input.configure(input_rate_hz=updated.input_rate_hz, turn_detection=updated.turn_detection)
+        self.settings = updated
+        await self.send(events.session_updated(self.settings.to_wire()))
+
+    async def _on_append(self, event: ClientEvent) -> None:
+        try:
+            pcm = base64.b64decode(event.raw["audio"], validate=True)
+        except (binascii.Error, ValueError):
+            raise ProtocolError("invalid_base64", "input_audio_buffer.append: 'audio' is not valid base64",
+                                param="audio", client_event_id=event.event_id) from None
+        await self._append_pcm(pcm, client_event_id=event.event_id)
+
+    async def _append_pcm(self, pcm: bytes, *, client_event_id: str | None) -> None:
+        rate = self.settings.input_rate_hz
+        max_bytes = self.config.server.max_audio_append_ms * rate // 1000 * 2
+        if len(pcm) > max_bytes:
+            raise ProtocolError("audio_too_long", f"one append may carry at most {self.config.server.max_audio_append_ms}"
+                                f" ms of audio ({max_bytes} bytes at {rate} Hz), got {len(pcm)} bytes",
+                                param="audio", client_event_id=client_event_id)
+        try:
+            samples = pcm16_bytes_to_float(pcm)
+        except PCMFormatError as exc:
+            raise ProtocolError("invalid_audio", str(exc), param="audio", client_event_id=client_event_id) from None
+        if samples.size:
+            await self.input.push(samples, input_rate_hz=rate)
+
+    async def _on_commit(self, event: ClientEvent) -> None:
+        if self.input.buffered_ms < MIN_COMMIT_MS:
+            raise ProtocolError("input_audio_buffer_commit_empty",
+                                f"buffer too small: {self.input.buffered_ms:.0f} ms of audio, at least "
+                                f"{MIN_COMMIT_MS} ms needed", client_event_id=event.event_id)
+        utterance = await self.input.commit()
+        await self._commit_utterance(utterance, respond=False)
+
+    async def _on_clear(self, event: ClientEvent) -> None:
+        self.input.clear()
+        self._speech_item_id = None
+        await self.send(events.buffer_cleared())
+
+    async def _on_item_create(self, event: ClientEvent) -> None:
+        raw = event.raw["item"]
+        if raw.get("type") != "message":
+            raise ProtocolError("unsupported_item", f"conversation items of type {raw.get('type')!r} are not supported",
+                                param="item.type", client_event_id=event.event_id)
+        texts = [c.get("text") or c.get("transcript") or "" for c in raw.get("content") or []
+                 if c.get("type") in ("input_text", "text", "output_text")]
+        if not texts or not "".join(texts).strip():
+            raise ProtocolError("unsupported_content", "message items need input_text (or text) content",
+                                param="item.content", client_event_id=event.event_id)
+        previous = event.raw.get("previous_item_id")
+        if previous is not None and self.conversation.get(previous) is None:
+            raise ProtocolError("item_not_found", f"previous_item_id {previous!r} does not exist",
+                                param="previous_item_id", client_event_id=event.event_id)
+        role = raw["role"]
+        item = ConversationItem(id=raw.get("id") or new_id("item"), role=role,
+                                content_type="input_text" if role in ("user", "system") else "output_text",
+                                text="".join(texts))
+        prev = self.conversation.add(item, after=previous)
+        await self.send(events.item_added(item.to_wire(), previous_item_id=prev))
+        await self.send(events.item_done(item.to_wire(), previous_item_id=prev))
+
+    async def _on_item_delete(self, event: ClientEvent) -> None:
+        item_id = event.raw["item_id"]
+        if not self.conversation.delete(item_id):
+            raise ProtocolError("item_not_found", f"no item {item_id!r}", param="item_id",
+                                client_event_id=event.event_id)
+        await self.send(events.item_deleted(item_id=item_id))
+
+    async def _on_item_retrieve(self, event: ClientEvent) -> None:
+        item = self.conversation.get(event.raw["item_id"])
+        if item is None:
+            raise ProtocolError("item_not_found", f"no item {event.raw['item_id']!r}", param="item_id",
+                                client_event_id=event.event_id)
+        await self.send({"type": "conversation.item.retrieved", "event_id": new_id("event"), "item": item.to_wire()})
+
+    async def _on_item_truncate(self, event: ClientEvent) -> None:
+        item_id, audio_end_ms = event.raw["item_id"], event.raw["audio_end_ms"]
+        item = self.conversation.get(item_id)
+        runner = self._spoken_by_item.get(item_id)
+        if item is None or item.role != "assistant" or runner is None:
+            raise ProtocolError("item_not_found", f"no assistant audio item {item_id!r}", param="item_id",
+                                client_event_id=event.event_id)
+        if audio_end_ms < 0 or audio_end_ms > runner.outcome.spoken.total_audio_ms + 1:
+            raise ProtocolError("invalid_value", f"audio_end_ms {audio_end_ms} is outside the item's "
+                                f"{runner.outcome.spoken.total_audio_ms:.0f} ms of audio", param="audio_end_ms",
+                                client_event_id=event.event_id)
+        self._truncate_item(item, runner, audio_end_ms)
+        await self.send(events.item_truncated(item_id=item_id, audio_end_ms=int(audio_end_ms)))
+
+    def _truncate_item(self, item: ConversationItem, runner: ResponseRunner, played_ms: float) -> None:
+        item.text = runner.outcome.spoken.heard_text(played_ms)
+        item.status = "incomplete"
+
+    async def _on_response_create(self, event: ClientEvent) -> None:
+        if self._active is not None:
+            raise ProtocolError("conversation_already_has_active_response",
+                                f"response {self._active.runner.plan.response_id} is still in progress",
+                                client_event_id=event.event_id)
+        params = event.raw.get("response") or {}
+        await self._start_response(TurnTimeline(), overrides=params)
+
+    async def _on_response_cancel(self, event: ClientEvent) -> None:
+        active = self._active
+        wanted = event.raw.get("response_id")
+        if active is None or (wanted and wanted != active.runner.plan.response_id):
+            raise ProtocolError("response_cancel_not_active", "there is no active response to cancel",
+                                client_event_id=event.event_id)
+        await self._interrupt(active, reason="client_cancelled")
+
+    # -- InputHooks -------------------------------------------------------------------
+    async def on_speech_started(self, audio_start_ms: int) -> None:
+        self._speech_item_id = new_id("item")
+        self._speech_during_response = self._active is not None or self._audible is not None
+        await self.send(events.speech_started(audio_start_ms=audio_start_ms, item_id=self._speech_item_id))
+        td = self.settings.turn_detection
+        if td is not None and td.interrupt_response:
+            if self._active is not None:
+                await self._interrupt(self._active, reason="turn_detected")
+            elif (audible := self._audible) is not None:
+                self._audible = None
+                played = audible.runner.outcome.clock.played_ms() if audible.runner.outcome.clock else 0.0
+                self._truncate_item(audible.item, audible.runner, played)
+                await self.send(events.item_truncated(item_id=audible.item.id, audio_end_ms=int(played)))
+            self.input.set_interrupt_guard(None)
+
+    async def on_speech_stopped(self, audio_end_ms: int) -> None:
+        await self.send(events.speech_stopped(audio_end_ms=audio_end_ms, item_id=self._speech_item_id or new_id("item")))
+
+    async def on_utterance(self, utterance: Utterance) -> None:
+        td = self.settings.turn_detection
+        await self._commit_utterance(utterance, respond=td is not None and td.create_response)
+
+    # -- turns ------------------------------------------------------------------------
+    async def _commit_utterance(self, utterance: Utterance, *, respond: bool) -> None:
+        item = ConversationItem(id=self._speech_item_id or new_id("item"), role="user", content_type="input_audio",
+                                text=None, status="completed")
+        self._speech_item_id = None
+        during_response = self._speech_during_response
+        self._speech_during_response = False
+        previous = self.conversation.add(item)
+        await self.send(events.buffer_committed(item_id=item.id, previous_item_id=previous))
+        await self.send(events.item_added(item.to_wire(), previous_item_id=previous))
+        timeline = TurnTimeline()
+        if utterance.speech_end_at is not None:
+            timeline.mark("speech_end", utterance.speech_end_at)
+        timeline.mark("turn_end", utterance.turn_end_at)
+        self._spawn(self._transcribe_and_respond(item, previous, utterance, timeline,
+                                                 respond=respond, during_response=during_response),
+                    name=f"turn-{item.id}")
+
+    async def _transcribe_and_respond(self, item: ConversationItem, previous: str | None, utterance: Utterance,
+                                      timeline: TurnTimeline, *, respond: bool, during_response: bool) -> None:
+        loop = asyncio.get_running_loop()
+        language = self.settings.transcription_language
+
+        def recognise() -> str:
+            stream = self._engines.asr.open_stream(language=language)
+            stream.accept_audio(utterance.audio)
+            return stream.finish().text
+
+        try:
+            text = await loop.run_in_executor(self._engines.executors.asr, recognise)
+        except Exception as exc:  # the engine failed; the session goes on
+            log.exception("transcription failed")
+            await self.send(events.transcription_failed(item_id=item.id, message=str(exc)))
+            return
+        timeline.mark("transcript_final")
+        item.text = text
+        if self.settings.transcription:
+            if text:
+                await self.send(events.transcription_delta(item_id=item.id, delta=text))
+            await self.send(events.transcription_completed(
+                item_id=item.id, transcript=text, audio_secs=len(utterance.audio) / MODEL_SAMPLE_RATE_HZ))
+        await self.send(events.item_done(item.to_wire(), previous_item_id=previous))
+        if not respond or not text.strip():
+            return
+        if during_response and self._barge_in.is_backchannel(text):
+            log.info("backchannel %r: no new response", text)
+            return
+        if self._active is not None:
+            await self._interrupt(self._active, reason="turn_detected")
+        await self._start_response(timeline, overrides={})
+
+    # -- responses --------------------------------------------------------------------
+    async def _start_response(self, timeline: TurnTimeline, *, overrides: dict[str, Any]) -> None:
+        settings = self.settings
+        modalities = tuple(overrides.get("output_modalities") or settings.output_modalities)
+        max_tokens = overrides.get("max_output_tokens") or settings.max_output_tokens
+        instructions = overrides.get("instructions") or settings.instructions
+        response_id, item_id = new_id("resp"), new_id("item")
+        audio = "audio" in modalities
+        messages = self.conversation.chat_messages(instructions=instructions,
+                                                   max_messages=self.config.assistant.history_messages)
+        plan = ResponsePlan(
+            response_id=response_id, item_id=item_id, messages=messages,
+            generation=GenerationParams(max_tokens=4096 if max_tokens == "inf" else int(max_tokens),
+                                        temperature=self.config.assistant.temperature),
+            modalities=modalities, output_rate_hz=settings.output_rate_hz, voice=settings.voice, speed=settings.speed,
+            frame_ms=self.config.audio.output_frame_ms, max_lead_ms=self.config.audio.max_lead_ms,
+            binary_audio=settings.binary_audio,
+        )
+        handle = SpeechHandle(response_id=response_id)
+        self._gate.open(handle.generation)
+        runner = ResponseRunner(plan=plan, engines=self._engines, handle=handle, gate=self._gate,
+                                send_event=self.send, send_audio=self.send_audio_bytes, timeline=timeline)
+        item = ConversationItem(id=item_id, role="assistant", content_type="output_audio" if audio else "output_text",
+                                status="in_progress")
+        previous = self.conversation.add(item)
+        self._spoken_by_item[item_id] = runner
+        await self.send(events.response_created(self._response_wire(plan, "in_progress", [])))
+        await self.send(events.output_item_added(response_id=response_id, item=item.to_wire()))
+        await self.send(events.item_added(item.to_wire(), previous_item_id=previous))
+        await self.send(events.content_part_added(response_id=response_id, item_id=item_id,
+                                                  part_type="audio" if audio else "text"))
+        if audio:
+            self.input.set_interrupt_guard(self._barge_in.min_speech_ms)
+        self._audible = None
+        task = self._spawn(self._drive_response(runner, item, previous), name=f"response-{response_id}")
+        self._active = _ActiveResponse(runner=runner, item=item, task=task)
+
+    def _response_wire(self, plan: ResponsePlan, status: str, output: list[dict[str, Any]],
+                       reason: str | None = None, latency: dict[str, Any] | None = None) -> dict[str, Any]:
+        response: dict[str, Any] = {
+            "object": "realtime.response", "id": plan.response_id, "status": status, "output": output,
+            "conversation_id": "conv_" + self.settings.id, "output_modalities": list(plan.modalities),
+            "max_output_tokens": plan.generation.max_tokens,
+            "audio": {"output": {"format": {"type": "audio/pcm", "rate": plan.output_rate_hz}, "voice": plan.voice}},
+        }
+        if status in ("cancelled", "failed", "incomplete"):
+            response["status_details"] = {"type": status, "reason": reason}
+        if latency is not None:
+            response["latency"] = latency  # tingshuo extension: per-stage ms from the end of user speech
+        return response
+
+    async def _drive_response(self, runner: ResponseRunner, item: ConversationItem, previous: str | None) -> None:
+        plan = runner.plan
+        run_task = asyncio.create_task(runner.run(), name=f"run-{plan.response_id}")
+        status, reason = "completed", None
+        try:
+            finished = await runner.handle.wait_if_not_interrupted(run_task)
+            if not finished:
+                run_task.cancel()
+            await run_task
+        except asyncio.CancelledError:
+            if not runner.handle.interrupted:
+                run_task.cancel()
+                raise  # the session is closing
+            status, reason = "cancelled", self._active.cancel_reason if self._active else "client_cancelled"
+        except Exception as exc:
+            log.exception("response %s failed", plan.response_id)
+            status, reason = "failed", None
+            await self.send(events.error(f"response failed: {exc}", code="response_failed", type_="server_error"))
+        self._gate.close()
+        outcome = runner.outcome
+        if status == "completed":
+            item.text = outcome.spoken.full_text() if runner.speaks else outcome.full_text
+            item.status = "completed"
+        else:
+            played = outcome.clock.played_ms() if outcome.clock else 0.0
+            item.text = outcome.spoken.heard_text(played) if runner.speaks else outcome.full_text
+            item.status = "incomplete"
+        item.audio_ms = outcome.spoken.total_audio_ms
+        await self._send_response_end(runner, item, previous, status, reason)
+        if self._active is not None and self._active.runner is runner:
+            self._active = None
+        if status == "completed" and runner.speaks:
+            self._audible = _ActiveResponse(runner=runner, item=item, task=asyncio.current_task())
+            await runner.wait_for_playout()
+            if self._audible is not None and self._audible.runner is runner:
+                self._audible = None
+                self.input.set_interrupt_guard(None)
+        elif self._active is None:
+            self.input.set_interrupt_guard(None)
+
+    async def _send_response_end(self, runner: ResponseRunner, item: ConversationItem, previous: str | None,
+                                 status: str, reason: str | None) -> None:
+        plan = runner.plan
+        ids = {"response_id": plan.response_id, "item_id": plan.item_id}
+        text = item.text or ""
+        if runner.speaks:
+            await self.send(events.audio_done(**ids))
+            await self.send(events.audio_transcript_done(**ids, transcript=text))
+        else:
+            await self.send(events.text_done(**ids, text=text))
+        await self.send(events.content_part_done(**ids, part_type="audio" if runner.speaks else "text", text=text))
+        await self.send(events.output_item_done(response_id=plan.response_id, item=item.to_wire()))
+        await self.send(events.item_done(item.to_wire(), previous_item_id=previous))
+        latency = runner.timeline.as_ms()
+        self._metrics.observe_timeline(latency)
+        self._metrics.responses.labels(status=status).inc()
+        log.info("response %s %s latency_ms=%s", plan.response_id, status, latency)
+        await self.send(events.response_done(self._response_wire(plan, status, [item.to_wire()], reason, latency)))
+
+    async def _interrupt(self, active: _ActiveResponse, *, reason: str) -> None:
+        """Stop a response now and wait until its final events are sent."""
+        if active.runner.handle.interrupted:
+            return
+        active.cancel_reason = reason
+        self._gate.close()  # frames already queued are stale from this instant
+        active.runner.handle.interrupt()
+        await asyncio.wait({active.task})

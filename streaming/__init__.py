@@ -1,0 +1,1 @@
+"""Engine-free, I/O-free streaming logic: framing, VAD gate, turns, chunking, pacing, cancellation."""

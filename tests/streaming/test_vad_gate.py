@@ -1,0 +1,72 @@
+"""Scripted probability timelines through the VAD gate."""
+
+import numpy as np
+import pytest
+
+from streaming.vad_gate import SpeechStarted, SpeechStopped, VADGate, VADParams, VADState
+
+FRAME_MS = 32
+FRAME = 512
+
+
+def frames_for(probs):
+    return [(np.full(FRAME, i, dtype=np.float32), p) for i, p in enumerate(probs)]
+
+
+def run(gate, probs):
+    events, audio = [], []
+    for frame, p in frames_for(probs):
+        update = gate.push(frame, p)
+        events.extend(update.events)
+        audio.extend(update.speech_audio)
+    return events, audio
+
+
+def gate(**kw):
+    params = VADParams(**{"start_ms": 96, "stop_ms": 320, "prefix_padding_ms": 128, **kw})
+    return VADGate(params=params, frame_ms=FRAME_MS)
+
+
+def test_speech_start_and_stop_with_preroll():
+    g = gate()
+    probs = [0.0] * 10 + [0.9] * 20 + [0.0] * 12
+    events, audio = run(g, probs)
+    assert events == [SpeechStarted(audio_start_ms=(10 - 4) * FRAME_MS), SpeechStopped(audio_end_ms=30 * FRAME_MS)]
+    # the pre-roll (4 frames of 128 ms) is delivered before the speech, in order
+    markers = [int(a[0]) for a in audio]
+    assert markers[:5] == [6, 7, 8, 9, 10]
+    assert markers == sorted(markers)
+    assert g.state is VADState.QUIET
+
+
+def test_short_blip_starts_nothing():
+    events, audio = run(gate(), [0.0] * 5 + [0.9, 0.9] + [0.0] * 20)
+    assert events == []
+    assert audio == []
+
+
+def test_short_pause_inside_speech_does_not_stop():
+    probs = [0.9] * 10 + [0.1] * 5 + [0.9] * 10 + [0.0] * 12
+    events, _ = run(gate(), probs)
+    assert [type(e) for e in events] == [SpeechStarted, SpeechStopped]
+
+
+def test_hysteresis_keeps_speech_between_thresholds():
+    probs = [0.9] * 5 + [0.4] * 20 + [0.0] * 12
+    events, _ = run(gate(threshold=0.5, release_threshold=0.35), probs)
+    assert events[1] == SpeechStopped(audio_end_ms=25 * FRAME_MS)
+
+
+@pytest.mark.parametrize("start_ms,expect_start", [(96, True), (400, False)])
+def test_raised_start_threshold_ignores_short_speech(start_ms, expect_start):
+    g = gate()
+    g.start_ms = start_ms
+    events, _ = run(g, [0.9] * 8 + [0.0] * 12)  # 256 ms of speech
+    assert (len(events) > 0) is expect_start
+
+
+def test_no_audio_lost_from_start_to_stop():
+    g = gate(prefix_padding_ms=0)
+    probs = [0.9] * 10 + [0.0] * 10
+    _, audio = run(g, probs)
+    assert [int(a[0]) for a in audio] == list(range(0, 20))

@@ -1,0 +1,92 @@
+"""Starts the real server (``tingshuo serve``, real embedded models) once for the end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.e2e.realtime_client import RealtimeTestClient
+
+REPO = Path(__file__).resolve().parents[2]
+STARTUP_TIMEOUT_S = 300
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory) -> str:
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    env = {**os.environ, "TINGSHUO_SERVER_PORT": str(port), "TINGSHUO_SERVER_LOG_LEVEL": "INFO"}
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve"], cwd=REPO, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    url = f"http://127.0.0.1:{port}"
+    while True:
+        try:
+            urllib.request.urlopen(url + "/healthz", timeout=1).read()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("server did not start:\n" + log_path.read_text()[-4000:])
+            time.sleep(0.5)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    print("\n--- server log tail ---\n" + log_path.read_text()[-3000:])
+
+
+@pytest.fixture
+async def connect(server_url):
+    sessions: list[aiohttp.ClientSession] = []
+    clients: list[RealtimeTestClient] = []
+
+    async def _connect(query: str = "") -> RealtimeTestClient:
+        http = aiohttp.ClientSession()
+        sessions.append(http)
+        ws = await http.ws_connect(server_url.replace("http", "ws") + "/v1/realtime" + query, max_msg_size=0)
+        client = RealtimeTestClient(ws=ws)
+        client.start()
+        clients.append(client)
+        await client.wait_for("session.created", timeout=10)
+        return client
+
+    yield _connect
+    for client in clients:
+        await client.close()
+    for http in sessions:
+        await http.close()
+
+
+@pytest.fixture(scope="session")
+def whisper():
+    """The embedded recogniser in the test process, to hear the assistant's answers back."""
+    from models import embedded_store
+    from models.whisper_asr import WhisperRecognizer
+    import soxr
+
+    recognizer = WhisperRecognizer(model_dir=embedded_store.ensure_model(embedded_store.WHISPER_BASE,
+                                                                         REPO / "var" / "models"))
+
+    def transcribe(audio, rate: int) -> str:
+        audio16 = soxr.resample(audio, rate, 16_000) if rate != 16_000 else audio
+        return recognizer.transcribe(audio16.astype("float32"), language="en").text
+
+    return transcribe

@@ -1,0 +1,17 @@
+import pytest
+
+from server.config import ConfigError, load_config
+
+
+def test_layers_override_in_order(tmp_path):
+    toml = tmp_path / "t.toml"
+    toml.write_text('[server]\nport = 9100\nhost = "0.0.0.0"\n[audio]\nmax_lead_ms = 250\n')
+    config = load_config(path=toml, environ={"TINGSHUO_SERVER_PORT": "9200"}, assignments=["audio.max_lead_ms=120"])
+    assert (config.server.host, config.server.port, config.audio.max_lead_ms) == ("0.0.0.0", 9200, 120)
+
+
+@pytest.mark.parametrize("assignment", ["server.port=abc", "server.nope=1", "nosection.x=1", "models.llm=gpt-9",
+                                        "badformat"])
+def test_bad_values_fail_at_start(assignment):
+    with pytest.raises(ConfigError):
+        load_config(environ={}, assignments=[assignment])

@@ -1,0 +1,81 @@
+"""The chunker on realistic English and Chinese token streams."""
+
+import random
+import re
+
+import pytest
+
+from streaming.sentence_chunker import ChunkerParams, SentenceChunker
+
+
+def llm_tokens(text: str) -> list[str]:
+    return re.findall(r"\s*[\w']+|\s*[^\w\s]|\s+", text)
+
+
+def chunk(tokens, params=ChunkerParams()):
+    c = SentenceChunker(params)
+    out = []
+    for t in tokens:
+        out += c.push(t)
+    return out + c.flush()
+
+
+CASES = [
+    ("Hello! The capital of France is Paris. It has about two million people living in it.",
+     ["Hello!", "The capital of France is Paris.", "It has about two million people living in it."]),
+    ("The price is $4.99. Call Dr. Smith at 10:30 a.m. tomorrow, please.",
+     ["The price is $4.99.", "Call Dr. Smith at 10:30 a.m. tomorrow, please."]),
+    ("Sure, I can help with that. Pi is about 3.14159 and e is 2.718 roughly.",
+     ["Sure, I can help with that.", "Pi is about 3.14159 and e is 2.718 roughly."]),
+    ("Visit https://example.com/a.b?x=1 or write to a.b@example.co.uk for help. We reply within a day.",
+     ["Visit https://example.com/a.b?x=1 or write to a.b@example.co.uk for help.", "We reply within a day."]),
+    ("Well, J. K. Rowling lives in the U.S. now? No, she lives in the U.K. today.",
+     ["Well, J. K. Rowling lives in the U.S. now?", "No, she lives in the U.K. today."]),
+    ("你好！我是听说助手，很高兴认识你。今天天气怎么样？",
+     ["你好！", "我是听说助手，很高兴认识你。", "今天天气怎么样？"]),
+    ("好的。北京今天晴，气温二十度，适合出门散步。",
+     ["好的。", "北京今天晴，气温二十度，适合出门散步。"]),
+    ("It costs 1,000,000 dollars. That's a lot.", ["It costs 1,000,000 dollars.", "That's a lot."]),
+]
+
+
+@pytest.mark.parametrize("text,expected", CASES)
+def test_chunks_word_tokens(text, expected):
+    assert chunk(llm_tokens(text)) == expected
+
+
+@pytest.mark.parametrize("text,expected", CASES)
+def test_chunks_character_tokens(text, expected):
+    assert chunk(list(text)) == expected
+
+
+def test_first_chunk_cut_at_a_clause_when_long_enough():
+    text = "Absolutely, here is what I found about the weather in Berlin today."
+    assert chunk(llm_tokens(text)) == ["Absolutely,", "here is what I found about the weather in Berlin today."]
+
+
+def test_short_later_sentences_are_merged():
+    out = chunk(llm_tokens("First sentence here. Yes. No. Maybe so. Done now, thanks."))
+    assert out == ["First sentence here.", "Yes. No. Maybe so. Done now, thanks."]
+
+
+def test_max_chars_forces_a_cut():
+    text = "word " * 100
+    out = chunk(llm_tokens(text), ChunkerParams(max_chars=60))
+    assert all(len(c) <= 60 for c in out)
+    assert " ".join(out).split() == text.split()
+    zh = "这是一个非常长的句子没有任何标点符号" * 10
+    out = chunk(list(zh), ChunkerParams(max_chars=50))
+    assert "".join(out) == zh and all(len(c) <= 50 for c in out)
+
+
+@pytest.mark.parametrize("text,_", CASES)
+def test_no_text_lost_under_random_token_splits(text, _):
+    rng = random.Random(7)
+    expected = chunk([text])
+    for _ in range(30):
+        cuts = sorted(rng.sample(range(1, len(text)), k=min(len(text) - 1, rng.randint(1, 25))))
+        tokens = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
+        out = chunk(tokens)
+        assert out == expected
+        assert re.sub(r"\s", "", "".join(out)) == re.sub(r"\s", "", text)

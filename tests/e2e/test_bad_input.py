@@ -34,7 +34,7 @@ BAD_MESSAGES = [
      "item_not_found"),
     ('{"type": "conversation.item.delete", "item_id": "nope"}', "item_not_found"),
     (json.dumps({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
-        "format": {"type": "audio/pcm", "rate": 44100}}}}}), "invalid_value"),
+        "format": {"type": "audio/pcm", "rate": 44100}}}}}), "invalid_event"),
     (json.dumps({"type": "session.update", "session": {"type": "realtime", "audio": {"output": {"speed": 9}}}}),
      "invalid_value"),
 ]

@@ -1,0 +1,1 @@
+"""Latency benchmark harness (issue 4): paced, concurrent measurement against a running server."""

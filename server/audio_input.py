@@ -42,7 +42,9 @@ class Utterance:
 class InputHooks(Protocol):
     async def on_speech_started(self, audio_start_ms: int) -> None: ...
 
-    async def on_speech_stopped(self, audio_end_ms: int) -> None: ...
+    async def on_speech_stopped(self, audio_end_ms: int, audio: np.ndarray) -> None:
+        """``audio`` is the turn so far: a recogniser may start on it before the turn end is decided."""
+        ...
 
     async def on_utterance(self, utterance: Utterance) -> None: ...
 
@@ -152,7 +154,7 @@ class AudioInput:
     async def _speech_stopped(self, event: SpeechStopped) -> None:
         stop_ms = self._gate.params.stop_ms if self._gate else 0
         self._speech_end_at = time.monotonic() - stop_ms / 1000
-        await self._hooks.on_speech_stopped(event.audio_end_ms)
+        await self._hooks.on_speech_stopped(event.audio_end_ms, self._turn.audio())
         self._turn_end_task = asyncio.create_task(self._decide_turn_end(), name="turn-end")
 
     def _cancel_turn_end(self) -> bool:

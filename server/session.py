@@ -81,6 +81,7 @@ class RealtimeSession:
         self._speech_item_id: str | None = None
         self._speech_during_response = False
         self._spoken_by_item: dict[str, ResponseRunner] = {}
+        self._early_transcript: tuple[int, asyncio.Task[str]] | None = None
         self._closed = False
         self.input = AudioInput(
             engines=engines, hooks=self, input_rate_hz=self.settings.input_rate_hz,
@@ -216,6 +217,7 @@ class RealtimeSession:
 
     async def _on_clear(self, event: ClientEvent) -> None:
         self.input.clear()
+        self._discard_early_transcript()
         self._speech_item_id = None
         await self.send(events.buffer_cleared())
 
@@ -305,8 +307,27 @@ class RealtimeSession:
                 await self.send(events.item_truncated(item_id=audible.item.id, audio_end_ms=int(played)))
             self.input.set_interrupt_guard(None)
 
-    async def on_speech_stopped(self, audio_end_ms: int) -> None:
+    async def on_speech_stopped(self, audio_end_ms: int, audio: np.ndarray) -> None:
         await self.send(events.speech_stopped(audio_end_ms=audio_end_ms, item_id=self._speech_item_id or new_id("item")))
+        # Speculative recognition: the turn usually ends on exactly this audio, so decoding it now
+        # overlaps Whisper with the end-of-turn decision. If the user goes on, the result is dropped.
+        self._discard_early_transcript()
+        self._early_transcript = (len(audio), self._spawn(self._recognise(audio), name="early-asr"))
+
+    def _discard_early_transcript(self) -> None:
+        if self._early_transcript is not None:
+            self._early_transcript[1].cancel()
+            self._early_transcript = None
+
+    async def _recognise(self, audio: np.ndarray) -> str:
+        language = self.settings.transcription_language
+
+        def recognise() -> str:
+            stream = self._engines.asr.open_stream(language=language)
+            stream.accept_audio(audio)
+            return stream.finish().text
+
+        return await asyncio.get_running_loop().run_in_executor(self._engines.executors.asr, recognise)
 
     async def on_utterance(self, utterance: Utterance) -> None:
         td = self.settings.turn_detection
@@ -332,16 +353,14 @@ class RealtimeSession:
 
     async def _transcribe_and_respond(self, item: ConversationItem, previous: str | None, utterance: Utterance,
                                       timeline: TurnTimeline, *, respond: bool, during_response: bool) -> None:
-        loop = asyncio.get_running_loop()
-        language = self.settings.transcription_language
-
-        def recognise() -> str:
-            stream = self._engines.asr.open_stream(language=language)
-            stream.accept_audio(utterance.audio)
-            return stream.finish().text
-
+        early, self._early_transcript = self._early_transcript, None
         try:
-            text = await loop.run_in_executor(self._engines.executors.asr, recognise)
+            if early is not None and early[0] == len(utterance.audio):
+                text = await early[1]
+            else:
+                if early is not None:
+                    early[1].cancel()
+                text = await self._recognise(utterance.audio)
         except Exception as exc:  # the engine failed; the session goes on
             log.exception("transcription failed")
             await self.send(events.transcription_failed(item_id=item.id, message=str(exc)))

@@ -149,3 +149,20 @@ async def test_metrics_expose_stage_latencies(connect, server_url):
     body = await asyncio.to_thread(lambda: urllib.request.urlopen(server_url + "/metrics").read().decode())
     assert 'tingshuo_turn_stage_seconds_count{stage="first_llm_token"}' in body
     assert 'tingshuo_responses_total{status="completed"}' in body
+
+
+async def test_short_sound_during_the_answer_does_not_cancel_it(connect):
+    client = await connect()
+    await client.send({"type": "conversation.item.create", "item": {
+        "type": "message", "role": "user",
+        "content": [{"type": "input_text", "text": "Describe the ocean in three sentences."}]}})
+    await client.send({"type": "response.create", "response": {"max_output_tokens": 120}})
+    created = await client.wait_for("response.created")
+    await client.wait_for("response.output_audio.delta", timeout=60)
+    # 250 ms of real speech (a syllable, a cough-length sound), then silence, at microphone pace.
+    blip = load_speech("en/en_harvard_spk1_snt5.wav")[int(0.35 * 24_000) : int(0.60 * 24_000)]
+    await client.send_audio(np.concatenate([silence(0.3), blip, silence(1.5)]), realtime_factor=1.0)
+    done = await client.wait_for("response.done", where=lambda e: e["response"]["id"] == created["response"]["id"],
+                                 timeout=120)
+    assert done["response"]["status"] == "completed"
+    assert client.of_type("input_audio_buffer.speech_started") == []

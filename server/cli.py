@@ -47,6 +47,10 @@ def _models(config, action: str) -> int:
     model_dir = Path(config.models.model_dir)
     wanted = [embedded_store.WHISPER_BASE, embedded_store.PIPER_JOE,
               embedded_store.QWEN_05B if config.models.llm == "qwen2.5-0.5b" else embedded_store.SMOLLM2_135M]
+    if config.models.tts_zh == "kokoro":
+        from models.kokoro_tts import KOKORO_EMBEDDED
+
+        wanted.append(KOKORO_EMBEDDED)
     if action == "list":
         for m in embedded_store.EMBEDDED_MODELS.values():
             print(f"{m.key:36s} {m.directory:20s} {m.licence}")
@@ -61,11 +65,6 @@ def _models(config, action: str) -> int:
             print(f"{model.key}: {'ok' if not problems else '; '.join(problems)}")
     if config.models.turn_model != "none":
         print(f"smart-turn-v3.2: {ensure_smart_turn_model(model_dir)}")
-    if config.models.tts_zh == "kokoro" and action == "install":
-        from models.kokoro_tts import load_embedded_kokoro
-
-        load_embedded_kokoro()
-        print("kokoro (zh): ok")
     return 1 if failed else 0
 
 

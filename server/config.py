@@ -55,7 +55,7 @@ class ModelsSection:
     llm_api_key: str = ""
     llm_context_tokens: int = 4096
     tts_en: Literal["piper-joe"] = "piper-joe"
-    tts_zh: Literal["kokoro", "none"] = "none"
+    tts_zh: Literal["kokoro", "none"] = "kokoro"
     turn_model: Literal["smart-turn-v3.2", "none"] = "smart-turn-v3.2"
     inference_threads: int = 2
 

@@ -86,7 +86,7 @@ def _load_tts(config: Config, model_dir: Path) -> SpeechSynthesizer:
     from models.kokoro_tts import load_embedded_kokoro
     from models.language_router import LanguageRoutedSynthesizer
 
-    chinese = load_embedded_kokoro()
+    chinese = load_embedded_kokoro(model_dir)
     return LanguageRoutedSynthesizer(default=english, by_language={"zh": chinese}, output_rate=english.sample_rate)
 
 

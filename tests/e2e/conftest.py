@@ -85,8 +85,8 @@ def whisper():
     recognizer = WhisperRecognizer(model_dir=embedded_store.ensure_model(embedded_store.WHISPER_BASE,
                                                                          REPO / "var" / "models"))
 
-    def transcribe(audio, rate: int) -> str:
+    def transcribe(audio, rate: int, language: str = "en") -> str:
         audio16 = soxr.resample(audio, rate, 16_000) if rate != 16_000 else audio
-        return recognizer.transcribe(audio16.astype("float32"), language="en").text
+        return recognizer.transcribe(audio16.astype("float32"), language=language).text
 
     return transcribe

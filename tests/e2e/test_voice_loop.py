@@ -166,3 +166,29 @@ async def test_short_sound_during_the_answer_does_not_cancel_it(connect):
                                  timeout=120)
     assert done["response"]["status"] == "completed"
     assert client.of_type("input_audio_buffer.speech_started") == []
+
+
+async def test_mandarin_turn_gets_a_mandarin_spoken_answer(connect, whisper):
+    client = await connect()
+    await client.send({"type": "session.update", "session": {
+        "type": "realtime", "instructions": "你是一个语音助手。请用一两句简短的中文回答。"}})
+    await client.send_audio(load_speech("zh/zh_funasr_asr_example.wav"), realtime_factor=0.25)
+    await client.send_audio(silence(2.5), realtime_factor=0.25)
+    user = await client.wait_for("conversation.item.input_audio_transcription.completed", timeout=60)
+    assert error_rate(["欢迎大家来体验达摩院推出的语音识别模型"], [user["transcript"]], "zh") <= 0.25
+    spoken = (await client.wait_for("response.done", timeout=180))["response"]
+    assert spoken["status"] == "completed"
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in spoken["output"][0]["content"][0]["transcript"])
+    assert len(client.response_audio(spoken["id"])) > 24_000 * 0.5
+    # Intelligibility, on an answer made of real words (the spoken turn above may echo ASR slips).
+    await client.send({"type": "conversation.item.create", "item": {
+        "type": "message", "role": "user", "content": [{"type": "input_text", "text": "请用一句话介绍一下北京。"}]}})
+    await client.send({"type": "response.create"})
+    response = (await client.wait_for("response.done", count=2, timeout=180))["response"]
+    assert response["status"] == "completed"
+    transcript = response["output"][0]["content"][0]["transcript"]
+    heard = whisper(client.response_audio(response["id"]).astype(np.float32) / 32768, 24_000, "zh")
+    cer = error_rate([transcript], [heard], "zh")
+    print(f"answer {transcript!r} heard back as {heard!r}: CER {cer:.2f}")
+    # Measured 0.24-0.37 (Kokoro's voices are Japanese speakers; Whisper base's own Mandarin CER is 0.12).
+    assert cer <= 0.45

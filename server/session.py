@@ -15,7 +15,6 @@ import binascii
 import dataclasses
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 

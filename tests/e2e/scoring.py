@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import re
-from pathlib import Path
 
 from tests.e2e.realtime_client import AUDIO_DIR
 

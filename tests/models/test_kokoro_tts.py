@@ -19,6 +19,7 @@ import soxr
 
 from models.embedded_store import WHISPER_BASE, ensure_model
 from models.language_router import LanguageRoutedSynthesizer, detect_language
+from tests.e2e.scoring import edit_distance
 
 SENTENCE = "你好，我是听说语音助手。今天天气很好。"
 MAX_CER = 0.13
@@ -54,15 +55,6 @@ def normalise(text: str) -> str:
     except ImportError:
         pass
     return "".join(ch for ch in text if not unicodedata.category(ch).startswith(("P", "Z", "S")))
-
-
-def edit_distance(a: str, b: str) -> int:
-    row = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        diagonal, row[0] = row[0], i
-        for j, cb in enumerate(b, 1):
-            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (ca != cb))
-    return row[-1]
 
 
 def cer(reference: str, hypothesis: str) -> float:

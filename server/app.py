@@ -7,6 +7,7 @@ the protocol logic lives in :class:`server.session.RealtimeSession`.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from server.config import Config
+from server import events
 from server.engines import Engines
 from server.metrics import ServerMetrics
 from server.session import RealtimeSession
@@ -29,6 +31,29 @@ CONFIG_KEY = web.AppKey("config", Config)
 METRICS_KEY = web.AppKey("metrics", ServerMetrics)
 SESSIONS_KEY = web.AppKey("sessions", set)
 
+REALTIME_SUBPROTOCOL = "realtime"
+KEY_SUBPROTOCOL_PREFIX = "openai-insecure-api-key."
+"""Browsers cannot set headers on a WebSocket, so Realtime web clients put the key in a subprotocol."""
+CLOSE_POLICY_VIOLATION = 1008
+PAGES = {"/": "index.html", "/kiosk": "kiosk.html", "/embed": "embed.html"}
+
+
+def presented_key(request: web.Request) -> str | None:
+    auth = request.headers.get("Authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    for proto in request.headers.get("Sec-WebSocket-Protocol", "").split(","):
+        if (proto := proto.strip()).startswith(KEY_SUBPROTOCOL_PREFIX):
+            return proto[len(KEY_SUBPROTOCOL_PREFIX):]
+    return None
+
+
+def is_authorised(config: Config, request: web.Request) -> bool:
+    if not config.server.api_key:
+        return True
+    key = presented_key(request)
+    return key is not None and hmac.compare_digest(key.encode(), config.server.api_key.encode())
+
 
 async def realtime_handler(request: web.Request) -> web.StreamResponse:
     app = request.app
@@ -39,8 +64,17 @@ async def realtime_handler(request: web.Request) -> web.StreamResponse:
             text=f"server is full ({config.server.max_sessions} sessions); try again later",
             headers={"Retry-After": "5"},
         )
-    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=HARD_MAX_MESSAGE_BYTES)
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=HARD_MAX_MESSAGE_BYTES,
+                               protocols=(REALTIME_SUBPROTOCOL,))
     await ws.prepare(request)
+    if not is_authorised(config, request):
+        # Accept, then refuse in-band: a browser sees only "1006" for a refused handshake,
+        # while an error event and a close reason let the page say what is wrong.
+        log.warning("refused a connection from %s: missing or wrong API key", request.remote)
+        await ws.send_json(events.error("the API key or token was missing or not accepted",
+                                        code="invalid_api_key", type_="authentication_error"))
+        await ws.close(code=CLOSE_POLICY_VIOLATION, message=b"invalid_api_key")
+        return ws
     binary_audio = request.query.get("audio") == "binary"
     session = RealtimeSession(config=config, engines=app[ENGINES_KEY], metrics=app[METRICS_KEY],
                               send_text=ws.send_str, send_bytes=ws.send_bytes, binary_audio=binary_audio)
@@ -87,6 +121,18 @@ def _static_dir(config: Config) -> Path:
     return Path(__file__).resolve().parent.parent / "client_web"
 
 
+async def _allow_cross_origin_assets(request: web.Request, response: web.StreamResponse) -> None:
+    """The widget is embedded by pages of other origins: its module and worklets need CORS."""
+    if request.path.startswith("/static/"):
+        response.headers["Access-Control-Allow-Origin"] = "*"
+
+
+def _page_handler(path: Path):
+    async def page(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
+    return page
+
+
 async def _close_sessions(app: web.Application) -> None:
     await asyncio.gather(*(s.aclose() for s in list(app[SESSIONS_KEY])), return_exceptions=True)
 
@@ -102,7 +148,10 @@ def create_app(config: Config, engines: Engines) -> web.Application:
     app.router.add_get("/healthz", health_handler)
     static = _static_dir(config)
     if static.is_dir():
-        app.router.add_get("/", lambda request: web.FileResponse(static / "index.html"))
+        for route, page in PAGES.items():
+            if (static / page).is_file():
+                app.router.add_get(route, _page_handler(static / page))
         app.router.add_static("/static/", static)
+        app.on_response_prepare.append(_allow_cross_origin_assets)
     app.on_shutdown.append(_close_sessions)
     return app

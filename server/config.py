@@ -41,6 +41,9 @@ class ServerSection:
     static_dir: str = ""
     """Where client_web/ lives; empty means the copy next to the server package."""
     log_level: str = "INFO"
+    api_key: str = ""
+    """When set, clients must present it: ``Authorization: Bearer`` or the browser subprotocol
+    ``openai-insecure-api-key.<key>``. Empty means no authentication (loopback use)."""
 
 
 @dataclass(frozen=True)

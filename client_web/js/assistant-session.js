@@ -56,7 +56,7 @@ export class AssistantSession extends EventTarget {
     this.userSpeaking = false;
     this.awaiting = false;
     this.playingItem = null;
-    this.interruptedAt = 0;
+    this.interruptedAt = -Infinity;
     this.sentMs = 0;
     this.sendLog = [];
     this.cancelledItems = new Set();
@@ -65,7 +65,10 @@ export class AssistantSession extends EventTarget {
     this.responseItems = new Map(); // responseId -> itemIds
     this.activeResponse = null;
     this.turn = null; // {speechEndAt, responseId, heardMs}
-    this.stats = { renderedSamples: 0, sentFrames: 0, droppedFrames: 0, underruns: 0, flushes: [], truncates: [], latencies: [] };
+    this.stats = {
+      renderedSamples: 0, receivedSamples: 0, sentFrames: 0, droppedFrames: 0, underruns: 0,
+      flushes: [], truncates: [], latencies: [], states: [], events: {}, notices: [],
+    };
   }
 
   get state() {
@@ -81,11 +84,18 @@ export class AssistantSession extends EventTarget {
   }
 
   emit(type, detail = {}) {
+    if (type === "notice" && detail.key) this.stats.notices.push(detail.key);
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
 
   changed() {
-    this.emit("state", { state: this.state });
+    const state = this.state;
+    const states = this.stats.states;
+    if (states[states.length - 1] !== state) {
+      states.push(state);
+      if (states.length > 200) states.shift();
+    }
+    this.emit("state", { state });
   }
 
   /** Opens the microphone (inside a user gesture), then the connection. */
@@ -254,6 +264,7 @@ export class AssistantSession extends EventTarget {
 
   // -- server events ----------------------------------------------------------------
   onServerEvent(event) {
+    this.stats.events[event.type] = (this.stats.events[event.type] || 0) + 1;
     switch (event.type) {
       case "input_audio_buffer.speech_started":
         this.userSpeaking = true;
@@ -311,6 +322,7 @@ export class AssistantSession extends EventTarget {
   onAudioDelta(event) {
     if (this.cancelledItems.has(event.item_id)) return; // stale frames of an interrupted answer
     const pcm = pcmFromBase64(event.delta);
+    this.stats.receivedSamples += pcm.length;
     this.audioItems.set(event.item_id, (this.audioItems.get(event.item_id) || 0) + (pcm.length * 1000) / this.options.rate);
     this.unplayed.add(event.item_id);
     this.audio.play(event.item_id, pcm);

@@ -17,6 +17,8 @@ from tests.e2e.realtime_client import RealtimeTestClient
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 300
+API_KEY = "e2e-test-key"
+"""The test server requires a key, so every test also exercises authentication."""
 
 
 def _free_port() -> int:
@@ -29,7 +31,8 @@ def _free_port() -> int:
 def server_url(tmp_path_factory) -> str:
     port = _free_port()
     log_path = tmp_path_factory.mktemp("server") / "server.log"
-    env = {**os.environ, "TINGSHUO_SERVER_PORT": str(port), "TINGSHUO_SERVER_LOG_LEVEL": "INFO"}
+    env = {**os.environ, "TINGSHUO_SERVER_PORT": str(port), "TINGSHUO_SERVER_LOG_LEVEL": "INFO",
+           "TINGSHUO_SERVER_API_KEY": API_KEY}
     with log_path.open("wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve"], cwd=REPO, env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
@@ -61,7 +64,8 @@ async def connect(server_url):
     async def _connect(query: str = "") -> RealtimeTestClient:
         http = aiohttp.ClientSession()
         sessions.append(http)
-        ws = await http.ws_connect(server_url.replace("http", "ws") + "/v1/realtime" + query, max_msg_size=0)
+        ws = await http.ws_connect(server_url.replace("http", "ws") + "/v1/realtime" + query, max_msg_size=0,
+                                   headers={"Authorization": f"Bearer {API_KEY}"})
         client = RealtimeTestClient(ws=ws)
         client.start()
         clients.append(client)

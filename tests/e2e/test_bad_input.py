@@ -5,7 +5,10 @@ from __future__ import annotations
 import base64
 import json
 
+import aiohttp
 import pytest
+
+from tests.e2e.conftest import API_KEY
 
 pytestmark = pytest.mark.e2e
 
@@ -96,3 +99,29 @@ async def test_server_survives_a_client_that_vanishes_mid_answer(connect):
     await client.ws.close()
     other = await connect()
     await still_works(other)
+
+
+@pytest.mark.parametrize("headers, protocols", [
+    ({}, ()),
+    ({"Authorization": "Bearer wrong-key"}, ()),
+    ({}, ("realtime", "openai-insecure-api-key.wrong-key")),
+])
+async def test_missing_or_wrong_key_is_refused_with_a_reason(server_url, headers, protocols):
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(server_url.replace("http", "ws") + "/v1/realtime", headers=headers,
+                                   protocols=protocols) as ws:
+            msg = await ws.receive(timeout=10)
+            event = json.loads(msg.data)
+            assert event["type"] == "error" and event["error"]["code"] == "invalid_api_key", event
+            closing = await ws.receive(timeout=10)
+            assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            assert ws.close_code == 1008
+
+
+async def test_browser_subprotocol_key_is_accepted(server_url):
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(server_url.replace("http", "ws") + "/v1/realtime",
+                                   protocols=("realtime", f"openai-insecure-api-key.{API_KEY}")) as ws:
+            assert ws.protocol == "realtime"
+            event = json.loads((await ws.receive(timeout=10)).data)
+            assert event["type"] == "session.created", event

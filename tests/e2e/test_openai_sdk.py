@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from openai import AsyncOpenAI
 
+from tests.e2e.conftest import API_KEY
 from tests.e2e.realtime_client import load_speech, silence
 from tests.e2e.scoring import error_rate
 
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.e2e
 
 
 async def test_openai_sdk_spoken_conversation(server_url, whisper):
-    client = AsyncOpenAI(base_url=server_url + "/v1", api_key="not-needed-locally")
+    client = AsyncOpenAI(base_url=server_url + "/v1", api_key=API_KEY)
     async with client.realtime.connect(model="tingshuo") as conn:
         await conn.session.update(session={
             "type": "realtime",

@@ -66,6 +66,31 @@ class SpeechRecognizer(Protocol):
     def open_stream(self, *, language: str | None = None) -> RecognitionStream: ...
 
 
+class PartialStream(Protocol):
+    """A cheap streaming recogniser's view of the utterance so far: a preview, revised as audio arrives."""
+
+    def accept_audio(self, samples: np.ndarray) -> str | None:
+        """Feed float32 16 kHz audio; returns the current hypothesis of the whole utterance, None if none yet."""
+        ...
+
+    def reset(self) -> None:
+        """Forget the utterance; the next audio starts a new one."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class PartialRecognizer(Protocol):
+    """Live preview transcripts while the user speaks; the final transcript still comes from the SpeechRecognizer."""
+
+    language: str
+    """The one language it recognises; previews of other languages would be noise."""
+
+    def open_stream(self) -> PartialStream:
+        """Blocking (it may load a decoder); each stream is independent of every other."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
     role: Literal["system", "user", "assistant"]

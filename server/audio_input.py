@@ -48,6 +48,13 @@ class InputHooks(Protocol):
 
     async def on_utterance(self, utterance: Utterance) -> None: ...
 
+    def on_turn_audio(self, audio: np.ndarray) -> None:
+        """16 kHz audio just added to the turn (after ``on_speech_started``), for live previews.
+
+        Synchronous: it must only hand the audio on, never wait.
+        """
+        ...
+
 
 @dataclass
 class _TurnBuffer:
@@ -131,15 +138,19 @@ class AudioInput:
         probs = await loop.run_in_executor(
             self._engines.executors.vad, lambda: [self._vad_stream.speech_probability(f) for f in frames]
         )
+        turn_audio: list[np.ndarray] = []
         for frame, prob in zip(frames, probs):
             update = self._gate.push(frame, prob)
             for audio in update.speech_audio:
                 self._turn.add(audio)
+            turn_audio.extend(update.speech_audio)
             for event in update.events:
                 if isinstance(event, SpeechStarted):
                     await self._speech_started(event)
                 elif isinstance(event, SpeechStopped):
                     await self._speech_stopped(event)
+        if turn_audio:
+            self._hooks.on_turn_audio(np.concatenate(turn_audio))
         if self._gate.in_speech and self._turn.samples >= self._max_turn_samples:
             log.info("turn reached %d s; ending it", self._max_turn_samples // MODEL_SAMPLE_RATE_HZ)
             self._gate.reset()

@@ -52,6 +52,8 @@ class ModelsSection:
     asr: Literal["whisper-base"] = "whisper-base"
     asr_language: str = ""
     """Empty: detect per utterance. 'en' or 'zh' pins it (faster and steadier)."""
+    asr_partials: Literal["pocketsphinx", "off"] = "pocketsphinx"
+    """Live English preview transcripts while the user speaks (PocketSphinx); Whisper's stays the final one."""
     llm: Literal["qwen2.5-0.5b", "smollm2-135m", "openai"] = "qwen2.5-0.5b"
     llm_base_url: str = ""
     llm_model: str = ""

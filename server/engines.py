@@ -15,8 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from models.interfaces import ChatModel, SpeechRecognizer, SpeechSynthesizer, TurnEndModel, VoiceActivityModel
-from server.config import Config
+from models.interfaces import (
+    ChatModel, PartialRecognizer, SpeechRecognizer, SpeechSynthesizer, TurnEndModel, VoiceActivityModel,
+)
+from server.config import Config, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +30,11 @@ class Executors:
     asr: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="asr"))
     llm: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="llm"))
     tts: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="tts"))
+    partials: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="partials"))
 
     def shutdown(self) -> None:
-        for pool in (self.vad, self.turn, self.asr, self.llm, self.tts):
+        for pool in (self.vad, self.turn, self.asr, self.llm, self.tts, self.partials):
             pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -42,6 +46,8 @@ class Engines:
     llm: ChatModel
     tts: SpeechSynthesizer
     executors: Executors
+    partials: PartialRecognizer | None = None
+    """Live preview recogniser; None when ``models.asr_partials = "off"``."""
 
     async def aclose(self) -> None:
         closer = getattr(self.llm, "aclose", None)
@@ -98,6 +104,19 @@ def _load_turn(config: Config, model_dir: Path) -> TurnEndModel | None:
     return SmartTurn(model_path=ensure_smart_turn_model(model_dir))
 
 
+def _load_partials(config: Config) -> PartialRecognizer | None:
+    choice = config.models.asr_partials
+    if choice == "off":
+        return None
+    if choice != "pocketsphinx":
+        raise ConfigError(f"models.asr_partials: {choice!r} is not one of ('pocketsphinx', 'off')")
+    from models.pocketsphinx_partials import PocketSphinxPartials
+
+    partials = PocketSphinxPartials()
+    partials.open_stream().close()  # a broken install fails here, at start-up, not at the first word
+    return partials
+
+
 def load_engines(config: Config) -> Engines:
     """Blocking: loads every model (seconds). Call it before the event loop serves traffic."""
     from models import embedded_store
@@ -119,4 +138,6 @@ def load_engines(config: Config) -> Engines:
         llm = _load_llm(config, model_dir, executors)
     with _timed("tts"):
         tts = _load_tts(config, model_dir)
-    return Engines(vad=vad, turn=turn, asr=asr, llm=llm, tts=tts, executors=executors)
+    with _timed("partials"):
+        partials = _load_partials(config)
+    return Engines(vad=vad, turn=turn, asr=asr, llm=llm, tts=tts, executors=executors, partials=partials)

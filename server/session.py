@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from models.interfaces import MODEL_SAMPLE_RATE_HZ, GenerationParams
+from models.interfaces import MODEL_SAMPLE_RATE_HZ, GenerationParams, Transcript
 from server import events
 from server.audio_input import AudioInput, Utterance
 from server.config import Config
@@ -29,6 +29,7 @@ from server.engines import Engines
 from server.ids import new_id
 from server.latency import TurnTimeline
 from server.metrics import ServerMetrics
+from server.partial_transcripts import PartialTranscripts
 from server.protocol import ClientEvent, ProtocolError, parse_client_event
 from server.response_runner import ResponsePlan, ResponseRunner
 from server.session_settings import SessionSettings, SettingsError, TurnDetectionSettings, apply_session_update
@@ -80,7 +81,14 @@ class RealtimeSession:
         self._speech_item_id: str | None = None
         self._speech_during_response = False
         self._spoken_by_item: dict[str, ResponseRunner] = {}
-        self._early_transcript: tuple[int, asyncio.Task[str]] | None = None
+        self._early_transcript: tuple[int, asyncio.Task[Transcript]] | None = None
+        self._last_user_language: str | None = None
+        """Whisper's language of the last user turn with words: auto-detect sessions preview only its language."""
+        self._partials = (
+            PartialTranscripts(recognizer=engines.partials, executor=engines.executors.partials,
+                               spawn=self._spawn, send=self.send)
+            if engines.partials is not None else None
+        )
         self._closed = False
         self.input = AudioInput(
             engines=engines, hooks=self, input_rate_hz=self.settings.input_rate_hz,
@@ -128,6 +136,8 @@ class RealtimeSession:
         self._closed = True
         self._gate.close()
         await self.input.aclose()
+        if self._partials is not None:
+            await self._partials.aclose()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -217,6 +227,8 @@ class RealtimeSession:
     async def _on_clear(self, event: ClientEvent) -> None:
         self.input.clear()
         self._discard_early_transcript()
+        if self._partials is not None and self._speech_item_id is not None:
+            self._partials.finish(self._speech_item_id)
         self._speech_item_id = None
         await self.send(events.buffer_cleared())
 
@@ -295,6 +307,8 @@ class RealtimeSession:
         self._speech_item_id = new_id("item")
         self._speech_during_response = self._active is not None or self._audible is not None
         await self.send(events.speech_started(audio_start_ms=audio_start_ms, item_id=self._speech_item_id))
+        if self._partials is not None and self._wants_partials(self._partials.language):
+            self._partials.start(self._speech_item_id)
         td = self.settings.turn_detection
         if td is not None and td.interrupt_response:
             if self._active is not None:
@@ -305,6 +319,19 @@ class RealtimeSession:
                 self._truncate_item(audible.item, audible.runner, played)
                 await self.send(events.item_truncated(item_id=audible.item.id, audio_end_ms=int(played)))
             self.input.set_interrupt_guard(None)
+
+    def _wants_partials(self, language: str) -> bool:
+        """Previews only when transcripts are on and the user likely speaks the preview recogniser's language."""
+        if not self.settings.transcription:
+            return False
+        pinned = self.settings.transcription_language
+        if pinned is not None:
+            return pinned == language
+        return self._last_user_language in (None, language)
+
+    def on_turn_audio(self, audio: np.ndarray) -> None:
+        if self._partials is not None:
+            self._partials.feed(audio)
 
     async def on_speech_stopped(self, audio_end_ms: int, audio: np.ndarray) -> None:
         await self.send(events.speech_stopped(audio_end_ms=audio_end_ms, item_id=self._speech_item_id or new_id("item")))
@@ -318,13 +345,13 @@ class RealtimeSession:
             self._early_transcript[1].cancel()
             self._early_transcript = None
 
-    async def _recognise(self, audio: np.ndarray) -> str:
+    async def _recognise(self, audio: np.ndarray) -> Transcript:
         language = self.settings.transcription_language
 
-        def recognise() -> str:
+        def recognise() -> Transcript:
             stream = self._engines.asr.open_stream(language=language)
             stream.accept_audio(audio)
-            return stream.finish().text
+            return stream.finish()
 
         return await asyncio.get_running_loop().run_in_executor(self._engines.executors.asr, recognise)
 
@@ -339,6 +366,7 @@ class RealtimeSession:
         self._speech_item_id = None
         during_response = self._speech_during_response
         self._speech_during_response = False
+        previewed = self._partials.finish(item.id) if self._partials is not None else False
         previous = self.conversation.add(item)
         await self.send(events.buffer_committed(item_id=item.id, previous_item_id=previous))
         await self.send(events.item_added(item.to_wire(), previous_item_id=previous))
@@ -346,28 +374,38 @@ class RealtimeSession:
         if utterance.speech_end_at is not None:
             timeline.mark("speech_end", utterance.speech_end_at)
         timeline.mark("turn_end", utterance.turn_end_at)
-        self._spawn(self._transcribe_and_respond(item, previous, utterance, timeline,
-                                                 respond=respond, during_response=during_response),
+        self._spawn(self._transcribe_and_respond(item, previous, utterance, timeline, respond=respond,
+                                                 during_response=during_response, previewed=previewed),
                     name=f"turn-{item.id}")
 
     async def _transcribe_and_respond(self, item: ConversationItem, previous: str | None, utterance: Utterance,
-                                      timeline: TurnTimeline, *, respond: bool, during_response: bool) -> None:
+                                      timeline: TurnTimeline, *, respond: bool, during_response: bool,
+                                      previewed: bool = False) -> None:
+        """Whisper's transcript is final: ``completed`` carries it and replaces any live preview.
+
+        Clients concatenate deltas, so Whisper's text goes out as one more delta only when no
+        preview delta was sent for the item (``previewed`` false: partials off, another
+        language, push-to-talk); after a preview that delta would duplicate the words.
+        """
         early, self._early_transcript = self._early_transcript, None
         try:
             if early is not None and early[0] == len(utterance.audio):
-                text = await early[1]
+                transcript = await early[1]
             else:
                 if early is not None:
                     early[1].cancel()
-                text = await self._recognise(utterance.audio)
+                transcript = await self._recognise(utterance.audio)
         except Exception as exc:  # the engine failed; the session goes on
             log.exception("transcription failed")
             await self.send(events.transcription_failed(item_id=item.id, message=str(exc)))
             return
         timeline.mark("transcript_final")
+        text = transcript.text
+        if text.strip():
+            self._last_user_language = transcript.language
         item.text = text
         if self.settings.transcription:
-            if text:
+            if text and not previewed:
                 await self.send(events.transcription_delta(item_id=item.id, delta=text))
             await self.send(events.transcription_completed(
                 item_id=item.id, transcript=text, audio_secs=len(utterance.audio) / MODEL_SAMPLE_RATE_HZ))

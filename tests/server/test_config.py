@@ -11,7 +11,12 @@ def test_layers_override_in_order(tmp_path):
 
 
 @pytest.mark.parametrize("assignment", ["server.port=abc", "server.nope=1", "nosection.x=1", "models.llm=gpt-9",
-                                        "badformat"])
+                                        "models.asr_partials=vosk", "badformat"])
 def test_bad_values_fail_at_start(assignment):
     with pytest.raises(ConfigError):
         load_config(environ={}, assignments=[assignment])
+
+
+def test_partials_can_be_turned_off():
+    assert load_config(environ={}).models.asr_partials == "pocketsphinx"
+    assert load_config(environ={"TINGSHUO_MODELS_ASR_PARTIALS": "off"}).models.asr_partials == "off"

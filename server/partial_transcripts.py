@@ -1,0 +1,149 @@
+"""Live preview transcripts of one session's user turn, sent as append-only transcription deltas.
+
+The session starts an utterance at speech start, hands over each piece of turn
+audio, and finishes the utterance when the turn is committed. Decoding runs in
+the shared single-thread ``partials`` executor with at most one job in flight
+per session: audio that arrives meanwhile is merged into the next job, and if
+the decoder falls more than ``max_backlog_ms`` behind, previews stop for the
+rest of that utterance rather than queue (Whisper's final transcript still
+comes). The decoder stream is opened lazily, reset per utterance and closed
+in the executor, after any job still running there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from models.interfaces import MODEL_SAMPLE_RATE_HZ, PartialRecognizer, PartialStream
+from server import events
+from streaming.stable_partials import StablePartials
+
+log = logging.getLogger(__name__)
+
+MIN_JOB_MS = 100
+"""Smallest audio block decoded at once: each decode also pays for a hypothesis backtrace."""
+MAX_BACKLOG_MS = 3_000
+"""Undecoded audio beyond which a turn's preview is abandoned: it would arrive too late to be live."""
+
+
+@dataclass
+class _Utterance:
+    item_id: str
+    stable: StablePartials = field(default_factory=StablePartials)
+    pending: list[np.ndarray] = field(default_factory=list)
+    pending_samples: int = 0
+    started: bool = False
+    """Whether a decode of this utterance was submitted: the first one resets the stream."""
+    sent_deltas: bool = False
+    gave_up: bool = False
+
+
+class PartialTranscripts:
+    def __init__(self, *, recognizer: PartialRecognizer, executor: Executor,
+                 spawn: Callable[[Awaitable[Any], str], asyncio.Task[Any]],
+                 send: Callable[[dict[str, Any]], Awaitable[None]], max_backlog_ms: int = MAX_BACKLOG_MS) -> None:
+        self._recognizer = recognizer
+        self._executor = executor
+        self._spawn = spawn
+        self._send = send
+        self._max_backlog_samples = max_backlog_ms * MODEL_SAMPLE_RATE_HZ // 1000
+        self._stream: PartialStream | None = None
+        self._utterance: _Utterance | None = None
+        self._job: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def language(self) -> str:
+        return self._recognizer.language
+
+    def start(self, item_id: str) -> None:
+        """A new user turn: previews go to ``item_id`` (the id of its speech_started and committed item)."""
+        if not self._closed:
+            self._utterance = _Utterance(item_id=item_id)
+
+    def feed(self, audio: np.ndarray) -> None:
+        """Never blocks: buffers the audio and starts a decode job unless one is in flight."""
+        utt = self._utterance
+        if utt is None or utt.gave_up:
+            return
+        utt.pending.append(audio)
+        utt.pending_samples += len(audio)
+        if utt.pending_samples > self._max_backlog_samples:
+            log.warning("partial transcripts %d ms behind; none more for item %s",
+                        utt.pending_samples * 1000 // MODEL_SAMPLE_RATE_HZ, utt.item_id)
+            utt.gave_up, utt.pending, utt.pending_samples = True, [], 0
+            return
+        if self._job is None and self._ready() is not None:
+            self._job = self._spawn(self._drain(), "partials")
+
+    def finish(self, item_id: str) -> bool:
+        """The turn is committed: stop previewing it. Returns whether any delta was sent for ``item_id``."""
+        utt = self._utterance
+        if utt is None or utt.item_id != item_id:
+            return False
+        self._utterance = None
+        return utt.sent_deltas
+
+    def _ready(self) -> _Utterance | None:
+        utt = self._utterance
+        if utt is None or utt.gave_up or utt.pending_samples < MIN_JOB_MS * MODEL_SAMPLE_RATE_HZ // 1000:
+            return None
+        return utt
+
+    async def _drain(self) -> None:
+        """The one job of this session: decodes whatever audio piled up, until too little is left."""
+        loop = asyncio.get_running_loop()
+        try:
+            while (utt := self._ready()) is not None:
+                audio = np.concatenate(utt.pending)
+                utt.pending, utt.pending_samples = [], 0
+                fresh, utt.started = not utt.started, True
+                try:
+                    hypothesis = await loop.run_in_executor(self._executor, self._decode, fresh, audio)
+                except Exception:
+                    log.exception("partial transcript failed; none more for item %s", utt.item_id)
+                    utt.gave_up = True
+                    continue
+                if utt is not self._utterance:
+                    continue  # committed meanwhile: Whisper has the last word
+                delta = utt.stable.update(hypothesis)
+                if delta:
+                    utt.sent_deltas = True
+                    await self._send(events.transcription_delta(item_id=utt.item_id, delta=delta))
+        finally:
+            self._job = None
+
+    def _decode(self, fresh: bool, audio: np.ndarray) -> str | None:
+        """Runs in the executor: owns the stream, so no lock is needed."""
+        if self._closed:
+            return None
+        if self._stream is None:
+            self._stream = self._recognizer.open_stream()
+        elif fresh:
+            self._stream.reset()
+        return self._stream.accept_audio(audio)
+
+    async def aclose(self) -> None:
+        """Stops previews and closes the stream in the executor, after any job still running there."""
+        if self._closed:
+            return
+        self._closed = True
+        self._utterance = None
+        if self._job is not None:
+            self._job.cancel()
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._close_stream)
+        except RuntimeError:  # the executor is already shut down (server stopping)
+            self._stream = None
+
+    def _close_stream(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None

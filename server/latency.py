@@ -5,7 +5,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, fields
 
-STAGES = ("speech_end", "turn_end", "transcript_final", "first_llm_token", "first_tts_chunk", "first_audio_sent")
+STAGES = ("speech_end", "turn_end", "transcript_final", "llm_request", "first_llm_token", "first_tts_chunk",
+          "first_tts_audio", "first_audio_sent")
+"""``llm_request`` to ``first_llm_token`` is the LLM's time to first token; ``first_tts_chunk`` (the
+first speakable text handed to TTS) to ``first_tts_audio`` is the synthesis of its first audio."""
 
 
 @dataclass
@@ -15,8 +18,10 @@ class TurnTimeline:
     speech_end: float | None = None
     turn_end: float | None = None
     transcript_final: float | None = None
+    llm_request: float | None = None
     first_llm_token: float | None = None
     first_tts_chunk: float | None = None
+    first_tts_audio: float | None = None
     first_audio_sent: float | None = None
 
     def mark(self, stage: str, at: float | None = None) -> None:

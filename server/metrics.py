@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0)
 
@@ -10,6 +10,8 @@ LATENCY_BUCKETS_S = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.
 class ServerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # CPU seconds and resident memory of the server process, which the benchmark samples.
+        ProcessCollector(registry=self.registry)
         self.stage_latency = Histogram(
             "tingshuo_turn_stage_seconds",
             "Time from the end of user speech (or the turn start) to each pipeline stage",

@@ -104,6 +104,7 @@ class ResponseRunner:
 
     async def _generate(self, text_queue: asyncio.Queue[str | None]) -> None:
         chunker = SentenceChunker()
+        self.timeline.mark("llm_request")
         stream = self._engines.llm.stream_chat(self.plan.messages, self.plan.generation)
         try:
             async for token in stream:
@@ -132,6 +133,7 @@ class ResponseRunner:
                 self.timeline.mark("first_tts_chunk")
                 pieces = tts.synthesize(spoken, voice=self.plan.voice, speed=self.plan.speed)
                 while (pcm := await loop.run_in_executor(self._engines.executors.tts, next, pieces, None)) is not None:
+                    self.timeline.mark("first_tts_audio")
                     pcm = resample_once(pcm, in_rate=tts.sample_rate, out_rate=self.plan.output_rate_hz)
                     for frame in framer.push(pcm.astype(np.int16, copy=False)):
                         await audio_queue.put(frame)
@@ -170,6 +172,7 @@ class ResponseRunner:
             self.outcome.spoken.add_audio(duration_ms)
 
     async def _run_text_only(self) -> None:
+        self.timeline.mark("llm_request")
         stream = self._engines.llm.stream_chat(self.plan.messages, self.plan.generation)
         try:
             async for token in stream:

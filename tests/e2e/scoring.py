@@ -1,42 +1,13 @@
-"""WER/CER scoring with the text normalisation the references need."""
+"""The benchmark's transcript scoring, and the shared recordings' manifest, for the tests."""
 
 from __future__ import annotations
 
-import csv
-import re
-
+from benchmarks.corpus import read_manifest
+from benchmarks.transcript_scoring import edit_distance, error_rate, normalize_en, normalize_zh
 from tests.e2e.realtime_client import AUDIO_DIR
 
-_NUMBER_WORDS = {"0": "zero", "1": "one", "2": "two", "3": "three", "4": "four", "5": "five", "6": "six",
-                 "7": "seven", "8": "eight", "9": "nine"}
-
-
-def edit_distance(ref: list[str], hyp: list[str]) -> int:
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1]
-
-
-def normalize_en(text: str) -> list[str]:
-    text = text.lower().replace("mr.", "mister").replace("-", " ")
-    text = re.sub(r"\d", lambda m: f" {_NUMBER_WORDS[m.group()]} ", text)
-    words = re.sub(r"[^a-z' ]+", " ", text).split()
-    return ["zero" if w == "oh" else w for w in words]
-
-
-def normalize_zh(text: str) -> list[str]:
-    return [ch for ch in text if "\u4e00" <= ch <= "\u9fff"]
-
-
-def error_rate(refs: list[str], hyps: list[str], language: str) -> float:
-    norm = normalize_zh if language == "zh" else normalize_en
-    errors = sum(edit_distance(norm(r), norm(h)) for r, h in zip(refs, hyps))
-    return errors / max(1, sum(len(norm(r)) for r in refs))
+__all__ = ["edit_distance", "error_rate", "manifest", "normalize_en", "normalize_zh"]
 
 
 def manifest() -> list[dict[str, str]]:
-    with (AUDIO_DIR / "MANIFEST.tsv").open(encoding="utf-8") as fh:
-        return list(csv.DictReader(fh, delimiter="\t"))
+    return read_manifest(AUDIO_DIR)

@@ -8,6 +8,7 @@ import urllib.request
 import numpy as np
 import pytest
 
+from server.latency import STAGES
 from tests.e2e.realtime_client import load_speech, silence
 from tests.e2e.scoring import error_rate, manifest
 
@@ -63,9 +64,11 @@ async def test_spoken_turn_gets_a_spoken_answer_matching_its_transcript(connect,
     print(f"answer {transcript!r} heard back as {heard!r}: WER {wer:.2f}")
     assert wer <= 0.25
     latency = response["latency"]
-    for stage in ("speech_end", "turn_end", "transcript_final", "first_llm_token", "first_tts_chunk", "first_audio_sent"):
+    for stage in STAGES:
         assert latency[stage] is not None, stage
-    assert latency["speech_end"] <= latency["turn_end"] <= latency["transcript_final"] <= latency["first_audio_sent"]
+    assert latency["speech_end"] <= latency["turn_end"] <= latency["transcript_final"] <= latency["llm_request"]
+    assert latency["llm_request"] <= latency["first_llm_token"] <= latency["first_tts_chunk"]
+    assert latency["first_tts_chunk"] <= latency["first_tts_audio"] <= latency["first_audio_sent"]
     deltas = "".join(e["delta"] for e in client.of_type("response.output_audio_transcript.delta")
                      if e["response_id"] == response["id"])
     assert deltas == transcript

@@ -1,0 +1,183 @@
+"""What one benchmark run writes: the JSON of every measurement, a Markdown table, PNG plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from benchmarks.latency_stats import compare_summaries, summarize
+
+CLIENT_STAGES = {
+    "endpointing_ms": "end of user audio → speech_stopped",
+    "transcript_ms": "→ final transcript",
+    "first_text_ms": "→ first response text",
+    "first_audio_ms": "→ first response audio (voice-to-voice)",
+    "overhead_ms": "orchestration overhead (commit → first audio, minus engines)",
+}
+SERVER_SEGMENTS = {
+    # name: (from mark, to mark), all in the server's response.done.response.latency
+    "endpoint": ("speech_end", "turn_end"),
+    "asr": ("turn_end", "transcript_final"),
+    "llm_queue": ("transcript_final", "llm_request"),
+    "llm_first_token": ("llm_request", "first_llm_token"),
+    "first_clause": ("first_llm_token", "first_tts_chunk"),
+    "tts_first_audio": ("first_tts_chunk", "first_tts_audio"),
+    "send": ("first_tts_audio", "first_audio_sent"),
+}
+BARGE_IN_STAGES = {
+    "speech_started_ms": "interrupting speech → speech_started",
+    "cancel_ms": "interrupting speech → response cancelled",
+    "last_audio_ms": "interrupting speech → last audio frame received",
+    "audio_after_cancel_ms": "audio received after the cancel event",
+}
+
+
+def server_segments(server_ms: dict[str, float | None]) -> dict[str, float | None]:
+    """Per-stage durations (the stacked bar's parts; they add up to first_audio_sent)."""
+    out: dict[str, float | None] = {}
+    for name, (a, b) in SERVER_SEGMENTS.items():
+        va, vb = server_ms.get(a), server_ms.get(b)
+        out[name] = None if va is None or vb is None else max(0.0, float(vb) - float(va))
+    return out
+
+
+def summarize_level(turns: list[dict[str, Any]], barge_ins: list[dict[str, Any]]) -> dict[str, Any]:
+    answered = [t for t in turns if t["status"] in ("completed", "cancelled")]
+    stages = {k: summarize(t[k] for t in answered) for k in CLIENT_STAGES}
+    segments = [server_segments(t["server_ms"]) for t in answered]
+    server = {k: summarize(s[k] for s in segments) for k in SERVER_SEGMENTS}
+    barge = {k: summarize(b[k] for b in barge_ins if b["status"] == "cancelled") for k in BARGE_IN_STAGES}
+    by_language: dict[str, dict[str, Any]] = {}
+    for language in sorted({t["language"] for t in turns}):
+        scored = [t for t in turns if t["language"] == language and t["error_rate"] is not None]
+        if scored:
+            words = [t for t in scored]
+            by_language[language] = {
+                "metric": "CER" if language == "zh" else "WER",
+                "mean_error_rate": round(sum(t["error_rate"] for t in words) / len(words), 4),
+                "turns": len(words),
+            }
+    statuses: dict[str, int] = {}
+    for t in turns:
+        statuses[t["status"]] = statuses.get(t["status"], 0) + 1
+    return {
+        "turns": len(turns),
+        "statuses": statuses,
+        "client": {k: v.as_dict() if v else None for k, v in stages.items()},
+        "server": {k: v.as_dict() if v else None for k, v in server.items()},
+        "barge_in": {k: v.as_dict() if v else None for k, v in barge.items()},
+        "barge_in_outcomes": {s: sum(1 for b in barge_ins if b["status"] == s) for s in {b["status"] for b in barge_ins}},
+        "transcripts": by_language,
+    }
+
+
+def _fmt(v: float | None) -> str:
+    return "–" if v is None else f"{v:,.0f}"
+
+
+def markdown(run: dict[str, Any]) -> str:
+    lines = [f"# tingshuo bench: {run['config']['label'] or run['config']['url']}", "",
+             f"{run['machine']['cpu_model']}, {run['machine']['cores']} cores; server {run['config']['url']}; "
+             f"{run['started_at']}", ""]
+    for level in run["levels"]:
+        s, c = level["summary"], level["concurrency"]
+        res = level["resources"]
+        lines += [f"## {c} concurrent session{'s' if c > 1 else ''}: {s['turns']} turns {s['statuses']}", ""]
+        if "cpu_percent_mean" in res:
+            lines += [f"Server CPU {res['cpu_percent_mean']} % mean, {res['cpu_percent_max']} % max; RSS "
+                      f"{res['rss_mb_start']} → {res['rss_mb_max']} MB max ({res['source']}).", ""]
+        lines += ["| stage (ms) | p50 | p90 | p99 | n |", "|---|---:|---:|---:|---:|"]
+        for key, title in CLIENT_STAGES.items():
+            v = s["client"][key]
+            lines.append(f"| {title} | {_fmt(v and v['p50'])} | {_fmt(v and v['p90'])} | {_fmt(v and v['p99'])} | {v['n'] if v else 0} |")
+        for key in SERVER_SEGMENTS:
+            v = s["server"][key]
+            lines.append(f"| server: {key} | {_fmt(v and v['p50'])} | {_fmt(v and v['p90'])} | {_fmt(v and v['p99'])} | {v['n'] if v else 0} |")
+        for key, title in BARGE_IN_STAGES.items():
+            v = s["barge_in"][key]
+            if v:
+                lines.append(f"| barge-in: {title} | {_fmt(v['p50'])} | {_fmt(v['p90'])} | {_fmt(v['p99'])} | {v['n']} |")
+        lines.append("")
+        for language, t in s["transcripts"].items():
+            lines.append(f"- {language}: {t['metric']} {100 * t['mean_error_rate']:.1f} % (mean over {t['turns']} turns)")
+        if s["barge_in_outcomes"]:
+            lines.append(f"- barge-in outcomes: {s['barge_in_outcomes']}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def compare_markdown(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """B over A, stage by stage, for every concurrency level both runs have."""
+    lines = [f"# B / A: {b['config']['label'] or 'B'} over {a['config']['label'] or 'A'} (below 1: B is faster)", ""]
+    levels_a = {lv["concurrency"]: lv for lv in a["levels"]}
+    for level_b in b["levels"]:
+        level_a = levels_a.get(level_b["concurrency"])
+        if level_a is None:
+            continue
+        lines += [f"## {level_b['concurrency']} concurrent", "", "| stage | p50 | p90 | p99 |", "|---|---:|---:|---:|"]
+        for part in ("client", "server", "barge_in"):
+            ratios = compare_summaries(level_a["summary"][part], level_b["summary"][part])
+            for stage, r in ratios.items():
+                if any(v is not None for v in r.values()):
+                    cells = " | ".join("–" if v is None else f"{v:.2f}×" for v in r.values())
+                    lines.append(f"| {part}: {stage} | {cells} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(run: dict[str, Any], out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    first = run["levels"][0]
+    answered = [t for t in first["turns"] if t["status"] in ("completed", "cancelled")]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for key in ("endpointing_ms", "transcript_ms", "first_text_ms", "first_audio_ms"):
+        values = sorted(t[key] for t in answered if t[key] is not None)
+        if values:
+            ax.step(values, [(i + 1) / len(values) for i in range(len(values))], where="post",
+                    label=CLIENT_STAGES[key])
+    ax.set(xlabel="ms from the end of the user's audio", ylabel="fraction of turns",
+           title=f"Latency CDF per stage, {first['concurrency']} session(s)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    paths.append(out_dir / "latency_cdf.png")
+    fig.tight_layout()
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    labels = [str(lv["concurrency"]) for lv in run["levels"]]
+    bottoms = [0.0] * len(labels)
+    for key in SERVER_SEGMENTS:
+        heights = [(lv["summary"]["server"][key] or {}).get("mean", 0.0) for lv in run["levels"]]
+        ax.bar(labels, heights, bottom=bottoms, label=key)
+        bottoms = [b + h for b, h in zip(bottoms, heights)]
+    ax.set(xlabel="concurrent sessions", ylabel="ms (mean)", title="Where the time goes: server stages to first audio")
+    ax.legend(fontsize=8)
+    paths.append(out_dir / "stage_breakdown.png")
+    fig.tight_layout()
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    xs = [lv["concurrency"] for lv in run["levels"]]
+    for q in ("p50", "p90"):
+        ys = [(lv["summary"]["client"]["first_audio_ms"] or {}).get(q) for lv in run["levels"]]
+        ax.plot(xs, ys, marker="o", label=f"voice-to-voice {q}")
+    ax.set(xlabel="concurrent sessions", ylabel="ms", title="Voice-to-voice latency against concurrency", xticks=xs)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    paths.append(out_dir / "latency_vs_concurrency.png")
+    fig.tight_layout()
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    return paths
+
+
+def write_json(run: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(run, ensure_ascii=False, indent=1), encoding="utf-8")

@@ -1,0 +1,422 @@
+"""One Realtime session driven like a person: recordings said at real time, then listening.
+
+The microphone never stops: 20-40 ms frames of speech or silence leave on a fixed real-time
+schedule, as a browser's would. After each utterance the probe waits for the answer, listens
+to it for as long as its audio lasts, pauses, and says the next one. Every timestamp is the
+probe's own monotonic clock, taken when the event arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+from benchmarks.corpus import Recording, speech_end_secs
+from benchmarks.transcript_scoring import error_rate
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    rate: int = 24_000
+    frame_ms: int = 20
+    pause_after_answer_s: float = 1.0
+    """Silence a person leaves after the answer has played before talking again."""
+    turn_timeout_s: float = 120.0
+    instructions: str = ""
+    transcription_model: str = "whisper-1"
+    """Sent in session.update so that servers which need a model name (OpenAI's) transcribe too."""
+
+
+@dataclass
+class TurnRecord:
+    """One user utterance and the answer to it; times in ms from the end of the user's speech
+    (the last loud frame of the recording, as the probe's microphone sent it)."""
+
+    concurrency: int
+    session: int
+    turn: int
+    recording: str
+    language: str
+    reference: str
+    speech_secs: float
+    status: str = "no_response"
+    transcript: str | None = None
+    error_rate: float | None = None
+    endpointing_ms: float | None = None
+    transcript_ms: float | None = None
+    first_text_ms: float | None = None
+    first_audio_ms: float | None = None
+    response_done_ms: float | None = None
+    answer_audio_ms: float = 0.0
+    answer_text: str = ""
+    server_ms: dict[str, float | None] = field(default_factory=dict)
+    overhead_ms: float | None = None
+    barge_in: bool = False
+
+
+@dataclass
+class BargeInRecord:
+    """Talking over an answer; times in ms from the start of the interrupting speech."""
+
+    concurrency: int
+    session: int
+    recording: str
+    interruption: str
+    offset_ms: float
+    speech_started_ms: float | None = None
+    cancel_ms: float | None = None
+    last_audio_ms: float | None = None
+    audio_after_cancel_ms: float = 0.0
+    status: str = "not_cancelled"
+
+
+def engine_ms_after_turn_end(server: dict[str, float | None]) -> float | None:
+    """The engines' time from the turn end to the first audio, from the server's stage marks
+    (server/latency.py): recognition still running at the turn end, the LLM's time to its first
+    token and to the first speakable clause, and the synthesis of the first audio. What is left
+    of the client's commit-to-first-audio time is orchestration: queues, pacing, the event loop
+    and the network. None if a mark is missing (a server that does not report them)."""
+    need = ("turn_end", "transcript_final", "llm_request", "first_llm_token", "first_tts_chunk", "first_tts_audio")
+    if any(server.get(k) is None for k in need):
+        return None
+    s = {k: float(server[k]) for k in need}  # type: ignore[arg-type]
+    return ((s["transcript_final"] - s["turn_end"]) + (s["first_llm_token"] - s["llm_request"])
+            + (s["first_tts_chunk"] - s["first_llm_token"]) + (s["first_tts_audio"] - s["first_tts_chunk"]))
+
+
+@dataclass
+class Utterance:
+    """Speech queued on the microphone: when its first frame began, and when its last was sent."""
+
+    pcm: np.ndarray
+    started: asyncio.Future
+    finished: asyncio.Future
+
+
+class PacedMicrophone:
+    """Sends a continuous real-time stream: queued speech, else silence."""
+
+    def __init__(self, send_append, *, rate: int, frame_ms: int) -> None:
+        self._send_append = send_append
+        self._frame = rate * frame_ms // 1000
+        self._frame_s = frame_ms / 1000
+        self._queue: deque[Utterance] = deque()
+        self._silence = np.zeros(self._frame, np.int16)
+
+    def say(self, pcm: np.ndarray) -> Utterance:
+        loop = asyncio.get_running_loop()
+        utterance = Utterance(pcm=pcm, started=loop.create_future(), finished=loop.create_future())
+        self._queue.append(utterance)
+        return utterance
+
+    async def run(self) -> None:
+        t0 = time.monotonic()
+        k = 0
+        current: Utterance | None = None
+        pos = 0
+        while True:
+            if current is None and self._queue:
+                current, pos = self._queue.popleft(), 0
+                current.started.set_result(t0 + k * self._frame_s)
+            if current is not None:
+                frame = current.pcm[pos : pos + self._frame]
+                if len(frame) < self._frame:
+                    frame = np.concatenate([frame, self._silence[: self._frame - len(frame)]])
+                pos += self._frame
+            else:
+                frame = self._silence
+            k += 1
+            delay = t0 + k * self._frame_s - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await self._send_append(frame)
+            if current is not None and pos >= len(current.pcm):
+                current.finished.set_result(time.monotonic())
+                current = None
+
+
+@dataclass
+class _ResponseTrack:
+    id: str
+    created: float
+    first_text: float | None = None
+    first_audio: float | None = None
+    last_audio: float | None = None
+    audio_ms: float = 0.0
+    text: str = ""
+    done: asyncio.Future | None = None
+    done_at: float | None = None
+    status: str | None = None
+    latency: dict[str, float | None] = field(default_factory=dict)
+    audio_after_done_ms: float = 0.0
+
+
+@dataclass
+class _TurnTrack:
+    record: TurnRecord
+    speech_start: float = 0.0
+    speech_end: float | None = None
+    committed_at: float | None = None
+    item_id: str | None = None
+    committed: asyncio.Event = field(default_factory=asyncio.Event)
+    response: _ResponseTrack | None = None
+    response_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    transcribed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class SessionProbe:
+    """Runs a list of turns on one connection and returns their records."""
+
+    def __init__(self, config: ProbeConfig, *, session_index: int, concurrency: int) -> None:
+        self.config = config
+        self.session_index = session_index
+        self.concurrency = concurrency
+        self.turns: list[TurnRecord] = []
+        self.barge_ins: list[BargeInRecord] = []
+        self.errors: list[dict[str, Any]] = []
+        self.server_session: dict[str, Any] = {}
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._responses: dict[str, _ResponseTrack] = {}
+        self._awaiting_commit: deque[_TurnTrack] = deque()
+        self._awaiting_response: deque[_TurnTrack] = deque()
+        self._by_item: dict[str, _TurnTrack] = {}
+        self._last_speech_stopped: float | None = None
+        self._speech_started: list[float] = []
+        self._created = asyncio.Event()
+
+    async def _send(self, event: dict[str, Any]) -> None:
+        assert self._ws is not None
+        await self._ws.send_str(json.dumps(event))
+
+    async def _send_append(self, frame: np.ndarray) -> None:
+        await self._send({"type": "input_audio_buffer.append",
+                          "audio": base64.b64encode(frame.astype("<i2").tobytes()).decode("ascii")})
+
+    # -- receiving --------------------------------------------------------------------
+    async def _receive(self) -> None:
+        assert self._ws is not None
+        async for msg in self._ws:
+            if msg.type is not aiohttp.WSMsgType.TEXT:
+                if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                    break
+                continue
+            self._on_event(json.loads(msg.data), time.monotonic())
+
+    def _on_event(self, event: dict[str, Any], now: float) -> None:
+        kind = event.get("type", "")
+        if kind == "session.created":
+            self.server_session = event.get("session", {})
+            self._created.set()
+        elif kind == "error":
+            self.errors.append(event.get("error", {}))
+        elif kind == "input_audio_buffer.speech_started":
+            self._speech_started.append(now)
+        elif kind == "input_audio_buffer.speech_stopped":
+            self._last_speech_stopped = now
+        elif kind == "input_audio_buffer.committed":
+            self._on_committed(event, now)
+        elif kind == "conversation.item.input_audio_transcription.completed":
+            if (turn := self._by_item.get(event.get("item_id", ""))) is not None:
+                turn.record.transcript = event.get("transcript", "")
+                if turn.speech_end is not None:
+                    turn.record.transcript_ms = (now - turn.speech_end) * 1000
+                turn.transcribed.set()
+        elif kind == "response.created":
+            self._on_response_created(event["response"]["id"], now)
+        elif kind in ("response.output_audio_transcript.delta", "response.output_text.delta"):
+            if (track := self._responses.get(event.get("response_id", ""))) is not None:
+                track.first_text = track.first_text or now
+                track.text += event.get("delta", "")
+        elif kind == "response.output_audio.delta":
+            if (track := self._responses.get(event.get("response_id", ""))) is not None:
+                ms = len(base64.b64decode(event.get("delta", ""))) / 2 * 1000 / self.config.rate
+                track.first_audio = track.first_audio or now
+                track.last_audio = now
+                track.audio_ms += ms
+                if track.done_at is not None:
+                    track.audio_after_done_ms += ms
+        elif kind == "response.done":
+            response = event.get("response", {})
+            if (track := self._responses.get(response.get("id", ""))) is not None:
+                track.done_at, track.status = now, response.get("status")
+                track.latency = response.get("latency") or {}
+                if track.done is not None and not track.done.done():
+                    track.done.set_result(None)
+
+    def _on_committed(self, event: dict[str, Any], now: float) -> None:
+        if not self._awaiting_commit:
+            return  # a commit of audio we did not count as a turn (noise, a false start)
+        turn = self._awaiting_commit.popleft()
+        turn.item_id = event.get("item_id")
+        turn.committed_at = now
+        if turn.item_id:
+            self._by_item[turn.item_id] = turn
+        stopped = self._last_speech_stopped
+        if stopped is not None and turn.speech_end is not None and stopped >= turn.speech_start:
+            turn.record.endpointing_ms = (stopped - turn.speech_end) * 1000
+        self._awaiting_response.append(turn)
+        turn.committed.set()
+
+    def _on_response_created(self, response_id: str, now: float) -> None:
+        track = _ResponseTrack(id=response_id, created=now, done=asyncio.get_running_loop().create_future())
+        self._responses[response_id] = track
+        if self._awaiting_response:
+            turn = self._awaiting_response.popleft()
+            turn.response = track
+            turn.response_ready.set()
+
+    # -- driving ----------------------------------------------------------------------
+    async def run(self, plan: list[tuple[Recording, Recording | None]], *, barge_in_offset_ms: float,
+                  on_turn=None) -> None:
+        """``plan``: (recording, interruption or None) per turn; an interruption is said
+        ``barge_in_offset_ms`` after the answer's first audio."""
+        async with aiohttp.ClientSession() as http:
+            async with http.ws_connect(self.config.url, headers=self.config.headers, max_msg_size=0,
+                                       heartbeat=30) as ws:
+                self._ws = ws
+                receiver = asyncio.create_task(self._receive(), name="probe-receive")
+                mic = PacedMicrophone(self._send_append, rate=self.config.rate, frame_ms=self.config.frame_ms)
+                sender: asyncio.Task | None = None
+                try:
+                    await asyncio.wait_for(self._created.wait(), timeout=30)
+                    await self._send({"type": "session.update", "session": self._session_update()})
+                    sender = asyncio.create_task(mic.run(), name="probe-microphone")
+                    for index, (recording, interruption) in enumerate(plan):
+                        await self._turn(mic, index, recording, interruption, barge_in_offset_ms)
+                        if on_turn is not None:
+                            on_turn()
+                finally:
+                    for task in (sender, receiver):
+                        if task is not None:
+                            task.cancel()
+                    await asyncio.gather(*(t for t in (sender, receiver) if t is not None), return_exceptions=True)
+
+    def _session_update(self) -> dict[str, Any]:
+        fmt = {"type": "audio/pcm", "rate": self.config.rate}
+        session: dict[str, Any] = {
+            "type": "realtime",
+            "audio": {"input": {"format": fmt, "transcription": {"model": self.config.transcription_model}},
+                      "output": {"format": fmt}},
+        }
+        if self.config.instructions:
+            session["instructions"] = self.config.instructions
+        return session
+
+    def _new_turn(self, index: int, recording: Recording, pcm: np.ndarray, *, barge_in: bool) -> _TurnTrack:
+        record = TurnRecord(concurrency=self.concurrency, session=self.session_index, turn=index,
+                            recording=recording.name, language=recording.language, reference=recording.reference,
+                            speech_secs=round(len(pcm) / self.config.rate, 3), barge_in=barge_in)
+        self.turns.append(record)
+        return _TurnTrack(record=record)
+
+    async def _say(self, mic: PacedMicrophone, turn: _TurnTrack, pcm: np.ndarray) -> None:
+        self._awaiting_commit.append(turn)
+        utterance = mic.say(pcm)
+        turn.speech_start = await utterance.started
+        # Frames leave on a fixed schedule, so the moment the last speech frame is sent is known
+        # now, before the trailing silence of the recording has been sent (or the turn ended).
+        frames = -(-speech_end_secs(pcm, self.config.rate) * 1000 // self.config.frame_ms)
+        turn.speech_end = turn.speech_start + frames * self.config.frame_ms / 1000
+        await utterance.finished
+
+    async def _turn(self, mic: PacedMicrophone, index: int, recording: Recording, interruption: Recording | None,
+                    offset_ms: float) -> None:
+        pcm = recording.pcm16(self.config.rate)
+        turn = self._new_turn(index, recording, pcm, barge_in=interruption is not None)
+        await self._say(mic, turn, pcm)
+        timeout = self.config.turn_timeout_s
+        try:
+            await asyncio.wait_for(turn.response_ready.wait(), timeout)
+            response = turn.response
+            assert response is not None and response.done is not None
+            if interruption is None:
+                await asyncio.wait_for(asyncio.shield(response.done), timeout)
+            else:
+                await self._barge_in(mic, index, turn, interruption, offset_ms)
+        except asyncio.TimeoutError:
+            turn.record.status = "timeout"
+        self._finish(turn)
+        if interruption is None:
+            await self._listen(turn.response)
+        await asyncio.sleep(self.config.pause_after_answer_s)
+
+    @staticmethod
+    async def _listen(response: _ResponseTrack | None) -> None:
+        """A person hears the answer out (the server paces it at real time) before talking again."""
+        if response is not None and response.first_audio is not None:
+            played_until = response.first_audio + response.audio_ms / 1000
+            await asyncio.sleep(max(0.0, played_until - time.monotonic()))
+
+    async def _barge_in(self, mic: PacedMicrophone, index: int, turn: _TurnTrack, interruption: Recording,
+                        offset_ms: float) -> None:
+        response = turn.response
+        assert response is not None and response.done is not None
+        record = BargeInRecord(concurrency=self.concurrency, session=self.session_index,
+                               recording=turn.record.recording, interruption=interruption.name, offset_ms=offset_ms)
+        self.barge_ins.append(record)
+        timeout = self.config.turn_timeout_s
+        while response.first_audio is None and not response.done.done():
+            await asyncio.sleep(0.01)
+            if time.monotonic() - response.created > timeout:
+                raise asyncio.TimeoutError
+        if response.done.done():
+            record.status = "answer_finished_first"
+            return
+        await asyncio.sleep(max(0.0, response.first_audio + offset_ms / 1000 - time.monotonic()))
+        pcm = interruption.pcm16(self.config.rate)
+        second = self._new_turn(index, interruption, pcm, barge_in=False)
+        said = asyncio.ensure_future(self._say(mic, second, pcm))
+        started_before = len(self._speech_started)
+        await asyncio.wait_for(asyncio.shield(response.done), timeout)
+        while not second.speech_start:
+            await asyncio.sleep(0.005)
+        start = second.speech_start
+        if response.status == "cancelled":
+            record.status = "cancelled"
+            record.cancel_ms = (response.done_at - start) * 1000  # type: ignore[operator]
+            if len(self._speech_started) > started_before:
+                record.speech_started_ms = (self._speech_started[started_before] - start) * 1000
+            await asyncio.sleep(0.5)  # frames still in flight arrive now or never
+            if response.last_audio is not None:
+                record.last_audio_ms = (response.last_audio - start) * 1000
+            record.audio_after_cancel_ms = response.audio_after_done_ms
+        elif response.status == "completed":
+            record.status = "answer_finished_first"
+        self._finish(turn)
+        await said
+        try:
+            await asyncio.wait_for(second.response_ready.wait(), timeout)
+            assert second.response is not None and second.response.done is not None
+            await asyncio.wait_for(asyncio.shield(second.response.done), timeout)
+        except asyncio.TimeoutError:
+            second.record.status = "timeout"
+        self._finish(second)
+        await self._listen(second.response)
+
+    def _finish(self, turn: _TurnTrack) -> None:
+        record, response = turn.record, turn.response
+        if record.transcript is not None:
+            record.error_rate = round(error_rate([record.reference], [record.transcript], record.language), 4)
+        if response is None or turn.speech_end is None:
+            return
+        end = turn.speech_end
+        record.status = response.status or record.status
+        record.first_text_ms = None if response.first_text is None else (response.first_text - end) * 1000
+        record.first_audio_ms = None if response.first_audio is None else (response.first_audio - end) * 1000
+        record.response_done_ms = None if response.done_at is None else (response.done_at - end) * 1000
+        record.answer_audio_ms = round(response.audio_ms, 1)
+        record.answer_text = response.text
+        record.server_ms = dict(response.latency)
+        engines = engine_ms_after_turn_end(record.server_ms)
+        if engines is not None and response.first_audio is not None and turn.committed_at is not None:
+            record.overhead_ms = (response.first_audio - turn.committed_at) * 1000 - engines

@@ -1,0 +1,64 @@
+"""A short run of ``tingshuo bench`` against the real server: one session, two turns (the
+second talked over), and every field of its JSON filled with a plausible value."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.e2e.conftest import API_KEY, REPO
+from tests.e2e.realtime_client import AUDIO_DIR
+
+pytestmark = pytest.mark.e2e
+
+
+def test_short_benchmark_run_fills_every_field(server_url, tmp_path):
+    out = tmp_path / "bench"
+    ws_url = server_url.replace("http", "ws") + "/v1/realtime"
+    result = subprocess.run(
+        [sys.executable, "-m", "server.cli", "bench", "--url", ws_url, "--api-key", API_KEY,
+         "--audio", str(AUDIO_DIR), "--languages", "en", "--include", "harvard", "--turns", "2",
+         "--barge-in-every", "2", "--barge-in-offset-ms", "500", "--concurrency", "1", "--frame-ms", "40",
+         "--out", str(out), "--label", "e2e", "--no-progress"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = json.loads((out / "bench.json").read_text())
+    for name in ("summary.md", "latency_cdf.png", "stage_breakdown.png", "latency_vs_concurrency.png"):
+        assert (out / name).stat().st_size > 1000, name
+    assert run["machine"]["cores"] >= 1 and run["versions"]["aiohttp"]
+    assert run["config"]["frame_ms"] == 40 and run["config"]["label"] == "e2e"
+    (level,) = run["levels"]
+    assert level["session_failures"] == [] and level["error_events"] == []
+    assert level["resources"]["samples"] >= 2 and level["resources"]["rss_mb_max"] > 100
+    assert level["resources"]["cpu_percent_mean"] > 0
+
+    turns = level["turns"]
+    assert [t["turn"] for t in turns] == [0, 1, 1]  # the interruption is the third utterance, said in turn 1
+    first, interrupted, interruption = turns
+    assert interrupted["barge_in"] and interrupted["status"] in ("cancelled", "completed")
+    for t in (first, interruption):
+        assert t["status"] == "completed", t
+        assert t["error_rate"] is not None and t["error_rate"] <= 0.25, t
+        assert 0 < t["endpointing_ms"] < 5000, t
+        assert t["endpointing_ms"] < t["transcript_ms"] < 20_000, t
+        assert t["transcript_ms"] < t["first_text_ms"] <= t["first_audio_ms"] + 50, t
+        assert t["first_audio_ms"] < t["response_done_ms"], t
+        assert t["answer_audio_ms"] > 300 and t["answer_text"].strip(), t
+        assert -50 < t["overhead_ms"] < 1000, t
+        assert all(v is not None for v in t["server_ms"].values()), t
+    (barge,) = level["barge_ins"]
+    if barge["status"] == "cancelled":  # the answer may have ended before the interruption: then it is not a barge-in
+        assert 0 < barge["speech_started_ms"] < 3000 and 0 < barge["cancel_ms"] < 3000, barge
+        assert barge["last_audio_ms"] is not None and barge["audio_after_cancel_ms"] == 0.0, barge
+    summary = level["summary"]
+    assert summary["client"]["first_audio_ms"]["n"] >= 2
+    assert summary["transcripts"]["en"]["metric"] == "WER"
+    assert "| → first response audio (voice-to-voice) |" in (out / "summary.md").read_text()
+
+    compared = subprocess.run([sys.executable, "-m", "server.cli", "bench", "--compare", str(out / "bench.json"),
+                               str(out / "bench.json")], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert compared.returncode == 0 and "| client: first_audio_ms | 1.00× | 1.00× | 1.00× |" in compared.stdout

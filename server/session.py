@@ -82,6 +82,9 @@ class RealtimeSession:
         self._speech_during_response = False
         self._spoken_by_item: dict[str, ResponseRunner] = {}
         self._early_transcript: tuple[int, asyncio.Task[Transcript]] | None = None
+        self._transcribing: dict[str, asyncio.Task[Any]] = {}
+        self._uncommitted_turn: TurnTimeline | None = None
+        """The timeline of a turn committed without an answer (push-to-talk), for response.create."""
         self._last_user_language: str | None = None
         """Whisper's language of the last user turn with words: auto-detect sessions preview only its language."""
         self._partials = (
@@ -292,7 +295,12 @@ class RealtimeSession:
                                 f"response {self._active.runner.plan.response_id} is still in progress",
                                 client_event_id=event.event_id)
         params = event.raw.get("response") or {}
-        await self._start_response(TurnTimeline(), overrides=params)
+        # After a push-to-talk commit the user's words are still being recognised: the answer
+        # waits for them (and inherits that turn's timeline) instead of answering without them.
+        pending, self._uncommitted_turn = self._uncommitted_turn, None
+        timeline = pending or TurnTimeline()
+        waiting = [task for task in self._transcribing.values() if not task.done()]
+        await self._start_response(timeline, overrides=params, after=waiting)
 
     async def _on_response_cancel(self, event: ClientEvent) -> None:
         active = self._active
@@ -374,9 +382,12 @@ class RealtimeSession:
         if utterance.speech_end_at is not None:
             timeline.mark("speech_end", utterance.speech_end_at)
         timeline.mark("turn_end", utterance.turn_end_at)
-        self._spawn(self._transcribe_and_respond(item, previous, utterance, timeline, respond=respond,
-                                                 during_response=during_response, previewed=previewed),
-                    name=f"turn-{item.id}")
+        task = self._spawn(self._transcribe_and_respond(item, previous, utterance, timeline, respond=respond,
+                                                        during_response=during_response, previewed=previewed),
+                           name=f"turn-{item.id}")
+        self._transcribing[item.id] = task
+        task.add_done_callback(lambda _: self._transcribing.pop(item.id, None))
+        self._uncommitted_turn = None if respond else timeline
 
     async def _transcribe_and_respond(self, item: ConversationItem, previous: str | None, utterance: Utterance,
                                       timeline: TurnTimeline, *, respond: bool, during_response: bool,
@@ -420,7 +431,10 @@ class RealtimeSession:
         await self._start_response(timeline, overrides={})
 
     # -- responses --------------------------------------------------------------------
-    async def _start_response(self, timeline: TurnTimeline, *, overrides: dict[str, Any]) -> None:
+    async def _start_response(self, timeline: TurnTimeline, *, overrides: dict[str, Any],
+                              after: list[asyncio.Task[Any]] | None = None) -> None:
+        """Starts at once (``response.created`` goes out now); the prompt is built once the
+        transcriptions in ``after`` have finished, so it holds the user's latest words."""
         settings = self.settings
         modalities = tuple(overrides.get("output_modalities") or settings.output_modalities)
         max_tokens = overrides.get("max_output_tokens") or settings.max_output_tokens
@@ -453,7 +467,8 @@ class RealtimeSession:
         if audio:
             self.input.set_interrupt_guard(self._barge_in.min_speech_ms)
         self._audible = None
-        task = self._spawn(self._drive_response(runner, item, previous), name=f"response-{response_id}")
+        task = self._spawn(self._drive_response(runner, item, previous, after=after or [], instructions=instructions),
+                           name=f"response-{response_id}")
         self._active = _ActiveResponse(runner=runner, item=item, task=task)
 
     def _response_wire(self, plan: ResponsePlan, status: str, output: list[dict[str, Any]],
@@ -470,9 +485,18 @@ class RealtimeSession:
             response["latency"] = latency  # tingshuo extension: per-stage ms from the end of user speech
         return response
 
-    async def _drive_response(self, runner: ResponseRunner, item: ConversationItem, previous: str | None) -> None:
+    async def _drive_response(self, runner: ResponseRunner, item: ConversationItem, previous: str | None, *,
+                              after: list[asyncio.Task[Any]], instructions: str) -> None:
         plan = runner.plan
-        run_task = asyncio.create_task(runner.run(), name=f"run-{plan.response_id}")
+
+        async def run() -> None:
+            if after:  # cancelling this wait (a barge-in) leaves the transcriptions running
+                await asyncio.wait(after)
+                runner.plan = dataclasses.replace(plan, messages=self.conversation.chat_messages(
+                    instructions=instructions, max_messages=self.config.assistant.history_messages))
+            await runner.run()
+
+        run_task = asyncio.create_task(run(), name=f"run-{plan.response_id}")
         status, reason = "completed", None
         try:
             finished = await runner.handle.wait_if_not_interrupted(run_task)

@@ -194,3 +194,21 @@ async def test_mandarin_turn_gets_a_mandarin_spoken_answer(connect, whisper):
     print(f"answer {transcript!r} heard back as {heard!r}: CER {cer:.2f}")
     # Measured 0.24-0.37 (Kokoro's voices are Japanese speakers; Whisper base's own Mandarin CER is 0.12).
     assert cer <= 0.45
+
+
+async def test_response_create_right_after_a_commit_waits_for_the_words(connect):
+    # Push-to-talk clients send commit and response.create back to back; the answer must be to
+    # the words just said (here Mandarin, so a Mandarin answer shows the LLM saw them).
+    client = await connect()
+    await client.send(PUSH_TO_TALK)
+    await client.wait_for("session.updated")
+    await client.send_audio(load_speech("zh/zh_funasr_asr_example.wav"))
+    await client.send({"type": "input_audio_buffer.commit"})
+    await client.send({"type": "response.create"})
+    response = (await client.wait_for("response.done", timeout=120))["response"]
+    assert response["status"] == "completed", response
+    latency = response["latency"]
+    assert latency["turn_end"] is not None and latency["transcript_final"] is not None, latency
+    assert latency["transcript_final"] <= latency["llm_request"], latency
+    answer = response["output"][0]["content"][0]["transcript"]
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in answer), answer

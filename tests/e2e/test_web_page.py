@@ -132,6 +132,7 @@ def test_push_to_talk_in_chinese_through_the_iframe_page(playwright, server_url,
         assert len(user) == 1 and error_rate([MANDARIN_TEXT], [user[0]["text"]], "zh") <= 0.35, dump(shown)
         assert any(t["role"] == "assistant" and t["text"].strip() for t in shown), dump(shown)
         assert "input_audio_buffer.speech_started" not in s["events"], "push-to-talk turns off server VAD"
+        keep_screenshot(page, "push-to-talk-zh.png", tmp_path)
         assert s["renderedSamples"] >= 0.95 * s["receivedSamples"], dump(s)
 
 

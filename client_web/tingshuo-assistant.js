@@ -196,7 +196,9 @@ export class TingshuoAssistant extends HTMLElement {
   // -- input ------------------------------------------------------------------------
   onTalkClick() {
     if (!this.session) return this.start().catch(() => {});
-    if (this.options.mode === "hands-free") this.stop();
+    if (this.options.mode !== "hands-free") return;
+    if (this.kiosk) this.reset(); // a kiosk visitor who stops is done: the next one starts fresh
+    else this.stop();
   }
 
   onTalkPress(e) {

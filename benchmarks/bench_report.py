@@ -64,6 +64,7 @@ def summarize_level(turns: list[dict[str, Any]], barge_ins: list[dict[str, Any]]
     return {
         "turns": len(turns),
         "statuses": statuses,
+        "split_turns": sum(1 for t in turns if t.get("commits", 1) > 1),
         "client": {k: v.as_dict() if v else None for k, v in stages.items()},
         "server": {k: v.as_dict() if v else None for k, v in server.items()},
         "barge_in": {k: v.as_dict() if v else None for k, v in barge.items()},
@@ -103,6 +104,9 @@ def markdown(run: dict[str, Any]) -> str:
             lines.append(f"- {language}: {t['metric']} {100 * t['mean_error_rate']:.1f} % (mean over {t['turns']} turns)")
         if s["barge_in_outcomes"]:
             lines.append(f"- barge-in outcomes: {s['barge_in_outcomes']}")
+        if s["split_turns"]:
+            lines.append(f"- {s['split_turns']} utterances were cut at a pause by the server's turn detection "
+                         "(the answer to the first part was cancelled when the user went on)")
         lines.append("")
     return "\n".join(lines)
 

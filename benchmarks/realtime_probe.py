@@ -62,6 +62,9 @@ class TurnRecord:
     server_ms: dict[str, float | None] = field(default_factory=dict)
     overhead_ms: float | None = None
     barge_in: bool = False
+    commits: int = 0
+    """More than 1: the server ended the turn at a pause and the user went on (the answer to the
+    first part was cancelled); the transcripts are joined and the last answer is the one timed."""
 
 
 @dataclass
@@ -168,6 +171,7 @@ class _TurnTrack:
     speech_end: float | None = None
     committed_at: float | None = None
     item_id: str | None = None
+    transcripts: dict[str, str] = field(default_factory=dict)
     committed: asyncio.Event = field(default_factory=asyncio.Event)
     response: _ResponseTrack | None = None
     response_ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -191,6 +195,7 @@ class SessionProbe:
         self._awaiting_response: deque[_TurnTrack] = deque()
         self._by_item: dict[str, _TurnTrack] = {}
         self._last_speech_stopped: float | None = None
+        self._current: _TurnTrack | None = None
         self._speech_started: list[float] = []
         self._created = asyncio.Event()
 
@@ -227,7 +232,9 @@ class SessionProbe:
             self._on_committed(event, now)
         elif kind == "conversation.item.input_audio_transcription.completed":
             if (turn := self._by_item.get(event.get("item_id", ""))) is not None:
-                turn.record.transcript = event.get("transcript", "")
+                turn.transcripts[event.get("item_id", "")] = event.get("transcript", "")
+                joiner = "" if turn.record.language == "zh" else " "
+                turn.record.transcript = joiner.join(t.strip() for t in turn.transcripts.values() if t.strip())
                 if turn.speech_end is not None:
                     turn.record.transcript_ms = (now - turn.speech_end) * 1000
                 turn.transcribed.set()
@@ -254,10 +261,16 @@ class SessionProbe:
                     track.done.set_result(None)
 
     def _on_committed(self, event: dict[str, Any], now: float) -> None:
-        if not self._awaiting_commit:
-            return  # a commit of audio we did not count as a turn (noise, a false start)
-        turn = self._awaiting_commit.popleft()
+        if self._awaiting_commit:
+            turn = self._awaiting_commit.popleft()
+        elif self._current is not None and self._current.committed.is_set():
+            turn = self._current  # the server cut the utterance at a pause; this is its rest
+        else:
+            return  # a commit of audio we did not count as a turn (noise)
+        turn.record.commits += 1
         turn.item_id = event.get("item_id")
+        if turn.item_id:
+            turn.transcripts.setdefault(turn.item_id, "")
         turn.committed_at = now
         if turn.item_id:
             self._by_item[turn.item_id] = turn
@@ -321,6 +334,7 @@ class SessionProbe:
 
     async def _say(self, mic: PacedMicrophone, turn: _TurnTrack, pcm: np.ndarray) -> None:
         self._awaiting_commit.append(turn)
+        self._current = turn
         utterance = mic.say(pcm)
         turn.speech_start = await utterance.started
         # Frames leave on a fixed schedule, so the moment the last speech frame is sent is known
@@ -341,6 +355,7 @@ class SessionProbe:
             assert response is not None and response.done is not None
             if interruption is None:
                 await asyncio.wait_for(asyncio.shield(response.done), timeout)
+                await self._follow_continuations(turn, timeout)
             else:
                 await self._barge_in(mic, index, turn, interruption, offset_ms)
         except asyncio.TimeoutError:
@@ -349,6 +364,18 @@ class SessionProbe:
         if interruption is None:
             await self._listen(turn.response)
         await asyncio.sleep(self.config.pause_after_answer_s)
+
+    async def _follow_continuations(self, turn: _TurnTrack, timeout: float) -> None:
+        """An answer cancelled because the user went on is replaced by the answer to all of it."""
+        while turn.response is not None and turn.response.status == "cancelled":
+            cancelled = turn.response
+            waited = 0.0
+            while turn.response is cancelled and waited < 4.0:
+                await asyncio.sleep(0.05)
+                waited += 0.05
+            if turn.response is cancelled or turn.response.done is None:
+                return
+            await asyncio.wait_for(asyncio.shield(turn.response.done), timeout)
 
     @staticmethod
     async def _listen(response: _ResponseTrack | None) -> None:

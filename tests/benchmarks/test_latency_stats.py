@@ -85,13 +85,14 @@ def _turn(**overrides):
 
 
 def test_level_summary_counts_statuses_and_error_rates():
-    turns = [_turn(), _turn(first_audio_ms=2800.0, error_rate=0.2), _turn(status="timeout", first_audio_ms=None),
+    turns = [_turn(), _turn(first_audio_ms=2800.0, error_rate=0.2, commits=2), _turn(status="timeout", first_audio_ms=None),
              _turn(language="zh", error_rate=0.1)]
     barge = [{"status": "cancelled", "speech_started_ms": 450.0, "cancel_ms": 460.0, "last_audio_ms": 455.0,
               "audio_after_cancel_ms": 0.0}, {"status": "answer_finished_first", "speech_started_ms": None,
                                               "cancel_ms": None, "last_audio_ms": None, "audio_after_cancel_ms": 0.0}]
     s = summarize_level(turns, barge)
     assert s["statuses"] == {"completed": 3, "timeout": 1}
+    assert s["split_turns"] == 1
     assert s["client"]["first_audio_ms"]["n"] == 3 and s["client"]["first_audio_ms"]["p50"] == 1800.0
     assert s["transcripts"]["en"] == {"metric": "WER", "mean_error_rate": 0.0667, "turns": 3}
     assert s["transcripts"]["zh"]["metric"] == "CER"

@@ -50,6 +50,7 @@ def test_short_benchmark_run_fills_every_field(server_url, tmp_path):
         assert t["answer_audio_ms"] > 300 and t["answer_text"].strip(), t
         assert -50 < t["overhead_ms"] < 1000, t
         assert all(v is not None for v in t["server_ms"].values()), t
+        assert t["commits"] >= 1, t
     (barge,) = level["barge_ins"]
     if barge["status"] == "cancelled":  # the answer may have ended before the interruption: then it is not a barge-in
         assert 0 < barge["speech_started_ms"] < 3000 and 0 < barge["cancel_ms"] < 3000, barge

@@ -101,6 +101,8 @@ class ChatMessage:
 class GenerationParams:
     max_tokens: int = 256
     temperature: float = 0.7
+    adapter: str | None = None
+    """A LoRA adapter served beside the base model (vLLM); a persona names its own."""
 
 
 class ChatModel(Protocol):

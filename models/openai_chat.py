@@ -46,7 +46,7 @@ class OpenAIChatModel:
     async def stream_chat(self, messages: Sequence[ChatMessage], params: GenerationParams) -> AsyncIterator[str]:
         headers = {"Authorization": f"Bearer {self.params.api_key}"} if self.params.api_key else {}
         body = {
-            "model": self.params.model,
+            "model": params.adapter or self.params.model,  # vLLM serves each LoRA adapter under its own name
             "messages": [{"role": m.role, "content": m.content} for m in messages],
             "max_tokens": params.max_tokens,
             "temperature": params.temperature,

@@ -1,0 +1,102 @@
+"""vLLM in process (``AsyncLLM``), for one GPU box that runs both tingshuo and the LLM.
+
+The scalable path is a vLLM server behind :class:`models.openai_chat.OpenAIChatModel`; this
+one saves the HTTP hop. The chat template is the served model's own (its tokenizer's
+``apply_chat_template``), never assembled by string concatenation here. LoRA adapters: vLLM
+serves several on one base model; a persona names its adapter and each request carries the
+matching ``LoRARequest``. Closing the stream (barge-in) aborts the request inside the engine,
+which frees its KV cache and batch slot at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from models.interfaces import ChatMessage, GenerationParams
+
+
+@dataclass(frozen=True)
+class VLLMParams:
+    model: str
+    """A Hugging Face id or a local folder: vLLM loads it (and applies its chat template)."""
+    adapters: dict[str, str] = field(default_factory=dict)
+    """LoRA adapter name -> folder."""
+    gpu_memory_utilization: float = 0.85
+    max_model_len: int = 8192
+
+
+def parse_adapters(spec: str) -> dict[str, str]:
+    """``"name=path,other=path"`` (the config file's form) as a dict."""
+    adapters = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        name, _, path = item.partition("=")
+        if not name or not path:
+            raise ValueError(f"LoRA adapter {item!r}: expected NAME=PATH")
+        adapters[name.strip()] = path.strip()
+    return adapters
+
+
+def build_engine(params: VLLMParams) -> Any:
+    """The real engine; needs ``vllm`` (the ``gpu`` extra) and a CUDA device."""
+    from vllm import AsyncEngineArgs  # noqa: PLC0415
+
+    try:
+        from vllm.v1.engine.async_llm import AsyncLLM  # noqa: PLC0415
+    except ImportError:  # vLLM before the v1 engine
+        from vllm import AsyncLLMEngine as AsyncLLM  # noqa: PLC0415
+    args = AsyncEngineArgs(model=params.model, enable_lora=bool(params.adapters),
+                           max_loras=max(1, len(params.adapters)), max_model_len=params.max_model_len,
+                           gpu_memory_utilization=params.gpu_memory_utilization)
+    return AsyncLLM.from_engine_args(args)
+
+
+class VLLMChatModel:
+    """:class:`models.interfaces.ChatModel` on an in-process vLLM engine."""
+
+    def __init__(self, params: VLLMParams, *, engine: Any | None = None) -> None:
+        self.params = params
+        self._engine = engine if engine is not None else build_engine(params)
+        self._lora_ids = {name: i for i, name in enumerate(sorted(params.adapters), start=1)}
+        self._ids = itertools.count()
+
+    def _lora(self, adapter: str | None) -> Any:
+        if not adapter:
+            return None
+        if adapter not in self.params.adapters:
+            raise ValueError(f"unknown LoRA adapter {adapter!r}; configured: {sorted(self.params.adapters)}")
+        from vllm.lora.request import LoRARequest  # noqa: PLC0415
+
+        return LoRARequest(adapter, self._lora_ids[adapter], self.params.adapters[adapter])
+
+    @staticmethod
+    def _sampling(params: GenerationParams) -> Any:
+        from vllm import SamplingParams  # noqa: PLC0415
+        from vllm.sampling_params import RequestOutputKind  # noqa: PLC0415
+
+        return SamplingParams(max_tokens=params.max_tokens, temperature=params.temperature,
+                              output_kind=RequestOutputKind.DELTA)
+
+    async def stream_chat(self, messages: Sequence[ChatMessage], params: GenerationParams) -> AsyncIterator[str]:
+        lora = self._lora(params.adapter)
+        tokenizer = await self._engine.get_tokenizer()
+        prompt = tokenizer.apply_chat_template([{"role": m.role, "content": m.content} for m in messages],
+                                               tokenize=False, add_generation_prompt=True)
+        request_id = f"tingshuo-{next(self._ids)}-{uuid.uuid4().hex[:8]}"
+        finished = False
+        try:
+            async for output in self._engine.generate(prompt, self._sampling(params), request_id, lora_request=lora):
+                if text := output.outputs[0].text:
+                    yield text
+                finished = output.finished
+        finally:
+            if not finished:
+                await self._engine.abort(request_id)
+
+    async def aclose(self) -> None:
+        shutdown = getattr(self._engine, "shutdown", None)
+        if shutdown is not None:
+            shutdown()

@@ -21,8 +21,13 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="start the Realtime WebSocket server")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    models = sub.add_parser("models", help="assemble and verify the embedded models")
-    models.add_argument("action", choices=["install", "verify", "list"])
+    models = sub.add_parser("models", help="list, pull, verify and assemble models")
+    models.add_argument("action", choices=["list", "pull", "verify", "assemble", "install"],
+                        help="install is assemble's old name")
+    models.add_argument("name", nargs="?", help="pull: a model key from `tingshuo models list`")
+    models.add_argument("--sha256", help="pull: the archive's sha256 where none is pinned")
+    models.add_argument("--trust-unverified", action="store_true",
+                        help="pull: install without a checksum (the manifest then guards later changes)")
     sub.add_parser("config", help="print the effective configuration as JSON")
     bench = sub.add_parser("bench", help="measure a Realtime server's latency (tingshuo bench --help)", add_help=False)
     bench.add_argument("bench_args", nargs=argparse.REMAINDER)
@@ -42,24 +47,74 @@ def _serve(config) -> int:
     return 0
 
 
-def _models(config, action: str) -> int:
+def _embedded_wanted(config) -> list:
     from models import embedded_store
-    from models.smart_turn import ensure_smart_turn_model
 
-    model_dir = Path(config.models.model_dir)
     wanted = [embedded_store.WHISPER_BASE, embedded_store.PIPER_JOE,
               embedded_store.QWEN_05B if config.models.llm == "qwen2.5-0.5b" else embedded_store.SMOLLM2_135M]
     if config.models.tts_zh == "kokoro":
         from models.kokoro_tts import KOKORO_EMBEDDED
 
         wanted.append(KOKORO_EMBEDDED)
+    return wanted
+
+
+def _size(n: int | None) -> str:
+    return "?" if n is None else f"{n / 2**20:,.0f} MB"
+
+
+def _models(config, args) -> int:
+    from models import embedded_store
+    from models.download_catalogue import downloadable_models, find_model
+    from models.kokoro_tts import KOKORO_EMBEDDED
+    from models.model_downloads import DownloadError, pull, verify_install
+    from models.smart_turn import ensure_smart_turn_model
+
+    model_dir = Path(config.models.model_dir)
+    action = "assemble" if args.action == "install" else args.action
     if action == "list":
-        for m in embedded_store.EMBEDDED_MODELS.values():
-            print(f"{m.key:36s} {m.directory:20s} {m.licence}")
+        print(f"{'model':42s} {'engine':12s} {'languages':14s} {'size':>9s}  {'installed':9s} licence")
+        for m in (*embedded_store.EMBEDDED_MODELS.values(), KOKORO_EMBEDDED):
+            installed = "yes" if not embedded_store.verify_model(m, model_dir) else "no"
+            print(f"{m.key:42s} {'embedded':12s} {'':14s} {'pip':>9s}  {installed:9s} {m.licence}")
+        for d in downloadable_models():
+            installed = "yes" if d.installed(model_dir) else "no"
+            print(f"{d.key:42s} {d.engine:12s} {','.join(d.languages):14s} {_size(d.size_bytes):>9s}  "
+                  f"{installed:9s} {d.licence}")
+        return 0
+    if action == "pull":
+        if not args.name:
+            print("tingshuo models pull NAME: see `tingshuo models list`", file=sys.stderr)
+            return 2
+        try:
+            model = find_model(args.name)
+        except KeyError as exc:
+            print(f"tingshuo: {exc.args[0]}", file=sys.stderr)
+            return 2
+        from tqdm import tqdm
+
+        bar = None
+
+        def progress(done: int, total: int | None) -> None:
+            nonlocal bar
+            if bar is None:
+                bar = tqdm(total=total, unit="B", unit_scale=True, desc=model.key, initial=0)
+            bar.update(done - bar.n)
+
+        try:
+            folder = pull(model, model_dir, sha256=args.sha256, trust_unverified=args.trust_unverified,
+                          progress=progress)
+        except DownloadError as exc:
+            print(f"tingshuo: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            if bar is not None:
+                bar.close()
+        print(f"{model.key}: {folder}")
         return 0
     failed = False
-    for model in wanted:
-        if action == "install":
+    for model in _embedded_wanted(config):
+        if action == "assemble":
             print(f"{model.key}: {embedded_store.ensure_model(model, model_dir)}")
         else:
             problems = embedded_store.verify_model(model, model_dir)
@@ -67,6 +122,12 @@ def _models(config, action: str) -> int:
             print(f"{model.key}: {'ok' if not problems else '; '.join(problems)}")
     if config.models.turn_model != "none":
         print(f"smart-turn-v3.2: {ensure_smart_turn_model(model_dir)}")
+    if action == "verify":
+        for d in downloadable_models():
+            if (model_dir / d.archive_root).exists():
+                problems = verify_install(d, model_dir)
+                failed |= bool(problems)
+                print(f"{d.key}: {'ok' if not problems else '; '.join(problems)}")
     return 1 if failed else 0
 
 
@@ -92,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(config)
     if args.command == "models":
-        return _models(config, args.action)
+        return _models(config, args)
     print(json.dumps(dataclasses.asdict(config), indent=2, ensure_ascii=False))
     return 0
 

@@ -49,11 +49,23 @@ class ServerSection:
 @dataclass(frozen=True)
 class ModelsSection:
     model_dir: str = "var/models"
-    asr: Literal["whisper-base"] = "whisper-base"
+    asr: Literal["whisper-base", "sherpa"] = "whisper-base"
+    """Final transcripts: the embedded Whisper base (CPU, from pip), or a sherpa-onnx streaming model
+    (``sherpa_model``), which decodes while the user speaks and so also gives the live preview."""
+    sherpa_model: str = ""
+    """With ``asr = "sherpa"``: a key of ``models/sherpa_catalogue.py`` (unpacked under ``model_dir``)
+    or the path of an unpacked sherpa-onnx streaming model directory."""
+    provider: Literal["cpu", "cuda"] = "cpu"
+    """Where sherpa-onnx runs. 'cuda' needs sherpa-onnx's CUDA build and uses a model's fp32 files
+    ('cpu' prefers its int8 files)."""
+    sherpa_hotwords: str = ""
+    """Path of a hotwords file, one phrase per line, to bias recognition towards names and terms.
+    Transducer models only (decoded with modified_beam_search then); others refuse it at start-up."""
     asr_language: str = ""
     """Empty: detect per utterance. 'en' or 'zh' pins it (faster and steadier)."""
-    asr_partials: Literal["pocketsphinx", "off"] = "pocketsphinx"
-    """Live English preview transcripts while the user speaks (PocketSphinx); Whisper's stays the final one."""
+    asr_partials: Literal["auto", "pocketsphinx", "off"] = "auto"
+    """Live preview transcripts while the user speaks; the ASR's transcript stays the final one.
+    'auto': the ASR's own when it streams (sherpa), else PocketSphinx (English only)."""
     llm: Literal["qwen2.5-0.5b", "smollm2-135m", "openai"] = "qwen2.5-0.5b"
     llm_base_url: str = ""
     llm_model: str = ""

@@ -2,7 +2,9 @@
 
 Each stage gets a dedicated single-thread executor: a long LLM generation or a
 two-second Whisper decode never holds up the 0.3 ms VAD frames of another
-session, and work within a stage runs in arrival order.
+session, and work within a stage runs in arrival order. A sherpa-onnx ASR is one
+loaded model used from two executors (``asr`` for final transcripts, ``partials``
+for previews); it serialises its own decode steps (models/sherpa_asr.py).
 """
 
 from __future__ import annotations
@@ -14,11 +16,15 @@ from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from models.interfaces import (
     ChatModel, PartialRecognizer, SpeechRecognizer, SpeechSynthesizer, TurnEndModel, VoiceActivityModel,
 )
 from server.config import Config, ConfigError
+
+if TYPE_CHECKING:
+    from models.sherpa_asr import SherpaRecognizer
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +110,54 @@ def _load_turn(config: Config, model_dir: Path) -> TurnEndModel | None:
     return SmartTurn(model_path=ensure_smart_turn_model(model_dir))
 
 
-def _load_partials(config: Config) -> PartialRecognizer | None:
+def _load_sherpa(config: Config, model_dir: Path) -> SherpaRecognizer:
+    """Resolve, check and load the sherpa-onnx model; every problem becomes a ConfigError at start-up."""
+    from models.sherpa_asr import SherpaParams, SherpaRecognizer, SherpaSetupError, resolve_model
+
+    m = config.models
+    hotwords = Path(m.sherpa_hotwords).expanduser() if m.sherpa_hotwords else None
+    params = SherpaParams(provider=m.provider, num_threads=m.inference_threads, hotwords_file=hotwords,
+                          decoding_method="modified_beam_search" if hotwords else "greedy_search")
+    try:
+        model = resolve_model(m.sherpa_model, model_dir, precision=params.precision(),
+                              default_languages=(m.asr_language,) if m.asr_language else ("en",))
+        recognizer = SherpaRecognizer(model, params)
+    except (ValueError, SherpaSetupError) as exc:  # SherpaModelError is a ValueError
+        raise ConfigError(f"models.asr = 'sherpa': {exc}") from exc
+    if m.asr_language and m.asr_language not in recognizer.languages:
+        raise ConfigError(f"models.asr_language = {m.asr_language!r}, but the sherpa model in {model.directory} "
+                          f"recognises {list(recognizer.languages)}")
+    recognizer.open_stream().finish()  # a model that loads but cannot decode fails here, not at the first word
+    return recognizer
+
+
+def _load_asr(config: Config, model_dir: Path) -> SpeechRecognizer:
+    from models import embedded_store
+    from models.whisper_asr import WhisperParams, WhisperRecognizer
+
+    m = config.models
+    if m.asr == "sherpa":
+        return _load_sherpa(config, model_dir)
+    if m.sherpa_hotwords:
+        raise ConfigError("models.sherpa_hotwords needs models.asr = 'sherpa'")
+    return WhisperRecognizer(
+        model_dir=embedded_store.ensure_model(embedded_store.WHISPER_BASE, model_dir),
+        params=WhisperParams(cpu_threads=m.inference_threads),
+    )
+
+
+def _load_partials(config: Config, asr: SpeechRecognizer) -> PartialRecognizer | None:
+    """'auto' previews with the ASR itself when it streams (one model, one decode per chunk), else PocketSphinx."""
     choice = config.models.asr_partials
     if choice == "off":
         return None
-    if choice != "pocketsphinx":
-        raise ConfigError(f"models.asr_partials: {choice!r} is not one of ('pocketsphinx', 'off')")
+    if choice not in ("auto", "pocketsphinx"):
+        raise ConfigError(f"models.asr_partials: {choice!r} is not one of ('auto', 'pocketsphinx', 'off')")
+    from models.sherpa_asr import SherpaRecognizer
+
+    if choice == "auto" and isinstance(asr, SherpaRecognizer):
+        pinned = config.models.asr_language
+        return asr.partials(pinned if pinned in asr.languages else None)
     from models.pocketsphinx_partials import PocketSphinxPartials
 
     partials = PocketSphinxPartials()
@@ -118,26 +166,24 @@ def _load_partials(config: Config) -> PartialRecognizer | None:
 
 
 def load_engines(config: Config) -> Engines:
-    """Blocking: loads every model (seconds). Call it before the event loop serves traffic."""
-    from models import embedded_store
+    """Blocking: loads every model (seconds). Call it before the event loop serves traffic.
+
+    The ASR comes first: a misconfigured sherpa model fails start-up before anything slow loads.
+    """
     from models.silero_vad import SileroVAD
-    from models.whisper_asr import WhisperParams, WhisperRecognizer
 
     model_dir = Path(config.models.model_dir)
     executors = Executors()
+    with _timed(f"asr ({config.models.asr})"):
+        asr = _load_asr(config, model_dir)
     with _timed("silero-vad"):
         vad = SileroVAD()
     with _timed("turn model"):
         turn = _load_turn(config, model_dir)
-    with _timed("whisper-base"):
-        asr = WhisperRecognizer(
-            model_dir=embedded_store.ensure_model(embedded_store.WHISPER_BASE, model_dir),
-            params=WhisperParams(cpu_threads=config.models.inference_threads),
-        )
     with _timed("llm"):
         llm = _load_llm(config, model_dir, executors)
     with _timed("tts"):
         tts = _load_tts(config, model_dir)
     with _timed("partials"):
-        partials = _load_partials(config)
+        partials = _load_partials(config, asr)
     return Engines(vad=vad, turn=turn, asr=asr, llm=llm, tts=tts, executors=executors, partials=partials)

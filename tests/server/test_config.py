@@ -18,5 +18,16 @@ def test_bad_values_fail_at_start(assignment):
 
 
 def test_partials_can_be_turned_off():
-    assert load_config(environ={}).models.asr_partials == "pocketsphinx"
+    assert load_config(environ={}).models.asr_partials == "auto"
     assert load_config(environ={"TINGSHUO_MODELS_ASR_PARTIALS": "off"}).models.asr_partials == "off"
+
+
+def test_sherpa_settings_are_typed():
+    config = load_config(environ={"TINGSHUO_MODELS_PROVIDER": "cuda"},
+                         assignments=["models.asr=sherpa", "models.sherpa_model=zipformer-en-2023-06-26"])
+    m = config.models
+    assert (m.asr, m.sherpa_model, m.provider, m.sherpa_hotwords) == ("sherpa", "zipformer-en-2023-06-26", "cuda", "")
+    with pytest.raises(ConfigError):
+        load_config(environ={}, assignments=["models.provider=rocm"])
+    with pytest.raises(ConfigError):
+        load_config(environ={}, assignments=["models.asr=sherpa-onnx"])

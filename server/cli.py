@@ -21,6 +21,9 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="start the Realtime WebSocket server")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--asr", choices=["whisper-base", "sherpa"], help="= --set models.asr=...")
+    serve.add_argument("--llm", choices=["qwen2.5-0.5b", "smollm2-135m", "openai", "vllm"], help="= --set models.llm=...")
+    serve.add_argument("--tts", choices=["embedded", "cosyvoice"], help="= --set models.tts=...")
     models = sub.add_parser("models", help="list, pull, verify and assemble models")
     models.add_argument("action", choices=["list", "pull", "verify", "assemble", "install"],
                         help="install is assemble's old name")
@@ -143,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         assignments.append(f"server.host={args.host}")
     if getattr(args, "port", None):
         assignments.append(f"server.port={args.port}")
+    for engine in ("asr", "llm", "tts"):
+        if getattr(args, engine, None):
+            assignments.append(f"models.{engine}={getattr(args, engine)}")
     try:
         config = load_config(path=args.config, assignments=assignments)
     except (ConfigError, OSError) as exc:
@@ -151,7 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=config.server.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "serve":
-        return _serve(config)
+        try:
+            return _serve(config)
+        except ConfigError as exc:  # a configured model is missing or unusable: say which, and stop
+            print(f"tingshuo: cannot start: {exc}", file=sys.stderr)
+            return 2
     if args.command == "models":
         return _models(config, args)
     print(json.dumps(dataclasses.asdict(config), indent=2, ensure_ascii=False))

@@ -66,11 +66,15 @@ class ModelsSection:
     asr_partials: Literal["auto", "pocketsphinx", "off"] = "auto"
     """Live preview transcripts while the user speaks; the ASR's transcript stays the final one.
     'auto': the ASR's own when it streams (sherpa), else PocketSphinx (English only)."""
-    llm: Literal["qwen2.5-0.5b", "smollm2-135m", "openai"] = "qwen2.5-0.5b"
+    llm: Literal["qwen2.5-0.5b", "smollm2-135m", "openai", "vllm"] = "qwen2.5-0.5b"
+    """Embedded GGUFs on llama.cpp; 'openai': any OpenAI-compatible server (a vLLM server:
+    ``llm_base_url``, ``llm_model``); 'vllm': vLLM in this process (section ``[vllm]``)."""
     llm_base_url: str = ""
     llm_model: str = ""
     llm_api_key: str = ""
     llm_context_tokens: int = 4096
+    tts: Literal["embedded", "cosyvoice"] = "embedded"
+    """'embedded': Piper (English) and Kokoro (Mandarin) on the CPU; 'cosyvoice': section ``[cosyvoice]``."""
     tts_en: Literal["piper-joe"] = "piper-joe"
     tts_zh: Literal["kokoro", "none"] = "kokoro"
     turn_model: Literal["smart-turn-v3.2", "none"] = "smart-turn-v3.2"
@@ -84,6 +88,33 @@ class AssistantSection:
     temperature: float = 0.6
     history_messages: int = 20
     """Most recent conversation messages sent to the LLM with the instructions."""
+    llm_adapter: str = ""
+    """A LoRA adapter the LLM server serves beside its base model (a persona's fine-tune); empty: none."""
+
+
+@dataclass(frozen=True)
+class VllmSection:
+    """vLLM in process (``models.llm = "vllm"``); needs the ``gpu`` extra and a CUDA device."""
+
+    model: str = ""
+    """A Hugging Face id or a local folder; vLLM applies that model's chat template."""
+    lora_adapters: str = ""
+    """``NAME=PATH,NAME=PATH``: adapters a persona can name (``assistant.llm_adapter``)."""
+    gpu_memory_utilization: float = 0.85
+    max_model_len: int = 8192
+
+
+@dataclass(frozen=True)
+class CosyVoiceSection:
+    """CosyVoice 2/3 (``models.tts = "cosyvoice"``), in a worker process that owns the GPU."""
+
+    model_dir: str = "var/models/CosyVoice2-0.5B"
+    prompts_dir: str = ""
+    """Zero-shot speakers: ``NAME.wav`` (a few seconds of speech) beside ``NAME.txt`` (its words).
+    The session's ``voice`` picks one by NAME."""
+    default_speaker: str = ""
+    fp16: bool = True
+    load_vllm: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,6 +137,8 @@ class Config:
     models: ModelsSection = field(default_factory=ModelsSection)
     assistant: AssistantSection = field(default_factory=AssistantSection)
     audio: AudioSection = field(default_factory=AudioSection)
+    vllm: VllmSection = field(default_factory=VllmSection)
+    cosyvoice: CosyVoiceSection = field(default_factory=CosyVoiceSection)
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:

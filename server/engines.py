@@ -9,6 +9,7 @@ for previews); it serialises its own decode steps (models/sherpa_asr.py).
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import time
 from collections.abc import Iterator
@@ -76,9 +77,14 @@ def _load_llm(config: Config, model_dir: Path, executors: Executors) -> ChatMode
     if m.llm == "openai":
         from models.openai_chat import OpenAIChatModel, OpenAIChatParams
 
-        if not m.llm_base_url or not m.llm_model:
-            raise ValueError("models.llm = 'openai' needs models.llm_base_url and models.llm_model")
         return OpenAIChatModel(params=OpenAIChatParams(base_url=m.llm_base_url, model=m.llm_model, api_key=m.llm_api_key))
+    if m.llm == "vllm":
+        from models.vllm_chat import VLLMChatModel, VLLMParams, parse_adapters
+
+        v = config.vllm
+        return VLLMChatModel(VLLMParams(model=v.model, adapters=parse_adapters(v.lora_adapters),
+                                        gpu_memory_utilization=v.gpu_memory_utilization,
+                                        max_model_len=v.max_model_len))
     from models.llama_chat import LlamaChatModel, LlamaParams
 
     spec = embedded_store.QWEN_05B if m.llm == "qwen2.5-0.5b" else embedded_store.SMOLLM2_135M
@@ -87,7 +93,43 @@ def _load_llm(config: Config, model_dir: Path, executors: Executors) -> ChatMode
     return LlamaChatModel(model_path=path, params=params, executor=executors.llm)
 
 
+def _load_cosyvoice(config: Config) -> SpeechSynthesizer:
+    from models.cosyvoice_tts import CosyVoiceConfig, CosyVoiceError, CosyVoiceSynthesizer
+
+    c = config.cosyvoice
+    try:
+        return CosyVoiceSynthesizer(CosyVoiceConfig(model_dir=Path(c.model_dir), prompts_dir=Path(c.prompts_dir),
+                                                    default_speaker=c.default_speaker, fp16=c.fp16,
+                                                    load_vllm=c.load_vllm))
+    except CosyVoiceError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def check_production_engines(config: Config) -> None:
+    """What can be checked before anything loads: a missing folder or package fails in a second."""
+    m = config.models
+    if m.llm == "vllm":
+        if not config.vllm.model:
+            raise ConfigError("models.llm = 'vllm' needs vllm.model (a Hugging Face id or a model folder)")
+        if importlib.util.find_spec("vllm") is None:
+            raise ConfigError("models.llm = 'vllm' needs vLLM: pip install -e '.[gpu]' (on a CUDA machine)")
+    if m.llm == "openai" and (not m.llm_base_url or not m.llm_model):
+        raise ConfigError("models.llm = 'openai' needs models.llm_base_url and models.llm_model")
+    if m.tts == "cosyvoice":
+        c = config.cosyvoice
+        missing = [name for name, path in (("cosyvoice.model_dir", c.model_dir), ("cosyvoice.prompts_dir", c.prompts_dir))
+                   if not path or not Path(path).is_dir()]
+        if missing:
+            raise ConfigError(f"models.tts = 'cosyvoice': {' and '.join(missing)} is not a folder (weights: "
+                              "`tingshuo models pull cosyvoice2-0.5b --trust-unverified`; speakers: NAME.wav + "
+                              "NAME.txt in the prompts folder)")
+        if importlib.util.find_spec("cosyvoice") is None:
+            raise ConfigError("models.tts = 'cosyvoice' needs the cosyvoice package: see README, Production engines")
+
+
 def _load_tts(config: Config, model_dir: Path) -> SpeechSynthesizer:
+    if config.models.tts == "cosyvoice":
+        return _load_cosyvoice(config)
     from models import embedded_store
     from models.piper_tts import PiperSynthesizer
 
@@ -172,6 +214,7 @@ def load_engines(config: Config) -> Engines:
     """
     from models.silero_vad import SileroVAD
 
+    check_production_engines(config)
     model_dir = Path(config.models.model_dir)
     executors = Executors()
     with _timed(f"asr ({config.models.asr})"):

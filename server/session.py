@@ -446,7 +446,8 @@ class RealtimeSession:
         plan = ResponsePlan(
             response_id=response_id, item_id=item_id, messages=messages,
             generation=GenerationParams(max_tokens=4096 if max_tokens == "inf" else int(max_tokens),
-                                        temperature=self.config.assistant.temperature),
+                                        temperature=self.config.assistant.temperature,
+                                        adapter=self.config.assistant.llm_adapter or None),
             modalities=modalities, output_rate_hz=settings.output_rate_hz, voice=settings.voice, speed=settings.speed,
             frame_ms=self.config.audio.output_frame_ms, max_lead_ms=self.config.audio.max_lead_ms,
             binary_audio=settings.binary_audio,

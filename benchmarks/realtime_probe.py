@@ -164,7 +164,7 @@ class _ResponseTrack:
     audio_after_done_ms: float = 0.0
 
 
-@dataclass
+@dataclass(eq=False)  # turns are matched by identity
 class _TurnTrack:
     record: TurnRecord
     speech_start: float = 0.0
@@ -196,6 +196,7 @@ class SessionProbe:
         self._by_item: dict[str, _TurnTrack] = {}
         self._last_speech_stopped: float | None = None
         self._current: _TurnTrack | None = None
+        self._item_response: dict[str, str] = {}
         self._speech_started: list[float] = []
         self._created = asyncio.Event()
 
@@ -239,7 +240,12 @@ class SessionProbe:
                     turn.record.transcript_ms = (now - turn.speech_end) * 1000
                 turn.transcribed.set()
         elif kind == "response.created":
-            self._on_response_created(event["response"]["id"], now)
+            rid = event["response"]["id"]
+            self._responses[rid] = _ResponseTrack(id=rid, created=now, done=asyncio.get_running_loop().create_future())
+        elif kind == "response.output_item.added":
+            self._item_response[event.get("item", {}).get("id", "")] = event.get("response_id", "")
+        elif kind == "conversation.item.added" and event.get("item", {}).get("role") == "assistant":
+            self._on_answer_item(event)
         elif kind in ("response.output_audio_transcript.delta", "response.output_text.delta"):
             if (track := self._responses.get(event.get("response_id", ""))) is not None:
                 track.first_text = track.first_text or now
@@ -280,13 +286,22 @@ class SessionProbe:
         self._awaiting_response.append(turn)
         turn.committed.set()
 
-    def _on_response_created(self, response_id: str, now: float) -> None:
-        track = _ResponseTrack(id=response_id, created=now, done=asyncio.get_running_loop().create_future())
-        self._responses[response_id] = track
-        if self._awaiting_response:
-            turn = self._awaiting_response.popleft()
-            turn.response = track
-            turn.response_ready.set()
+    def _on_answer_item(self, event: dict[str, Any]) -> None:
+        """Match an answer to the user turn it follows (``previous_item_id``), else to the oldest
+        turn still waiting: a commit the server answers not at all (or as part of a longer
+        utterance) must not shift every later answer onto the wrong turn."""
+        track = self._responses.get(self._item_response.get(event["item"].get("id", ""), ""))
+        if track is None:
+            return
+        turn = self._by_item.get(event.get("previous_item_id") or "")
+        if turn is None and self._awaiting_response:
+            turn = self._awaiting_response[0]
+        if turn is None:
+            return
+        while turn in self._awaiting_response:
+            self._awaiting_response.remove(turn)
+        turn.response = track
+        turn.response_ready.set()
 
     # -- driving ----------------------------------------------------------------------
     async def run(self, plan: list[tuple[Recording, Recording | None]], *, barge_in_offset_ms: float,

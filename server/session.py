@@ -335,7 +335,9 @@ class RealtimeSession:
         pinned = self.settings.transcription_language
         if pinned is not None:
             return pinned == language
-        return self._last_user_language in (None, language)
+        # Auto-detect: only once a turn was heard in the preview's language. Guessing on the first
+        # turn showed Mandarin speakers English nonsense ("or will shoot for the time") until Whisper.
+        return self._last_user_language == language
 
     def on_turn_audio(self, audio: np.ndarray) -> None:
         if self._partials is not None:

@@ -30,7 +30,7 @@ async def _speak_at_microphone_pace(client) -> dict:
 
 async def test_english_previews_arrive_before_speech_stops_and_whisper_has_the_last_word(connect):
     client = await connect()
-    await client.send(_no_response())
+    await client.send(_no_response({"model": "whisper-base", "language": "en"}))
     await client.wait_for("session.updated")
     completed = await _speak_at_microphone_pace(client)
     started = client.of_type("input_audio_buffer.speech_started")[0]

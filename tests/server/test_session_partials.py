@@ -90,13 +90,15 @@ def _deltas(sent: list[dict], item_id: str) -> list[str]:
     return [e["delta"] for e in sent if e["type"] == DELTA and e["item_id"] == item_id]
 
 
-async def test_auto_language_previews_until_a_turn_is_heard_in_another_language():
+async def test_auto_language_previews_only_after_a_turn_heard_in_the_previews_language():
     session, asr, sent = await _session()
     try:
+        zero = await _turn(session, asr, Transcript("Zero.", "en"))
+        assert _deltas(sent, zero) == ["Zero."]  # the first turn's language is unknown: no preview, Whisper's text once
         first = await _turn(session, asr, Transcript("One two three.", "en"))
         assert _deltas(sent, first) and "".join(_deltas(sent, first)).startswith("one")
         completed = [e for e in sent if e["type"] == COMPLETED]
-        assert [e["item_id"] for e in completed] == [first] and completed[0]["transcript"] == "One two three."
+        assert [e["item_id"] for e in completed] == [zero, first] and completed[1]["transcript"] == "One two three."
         assert "One two three." not in _deltas(sent, first)  # no second, full-text delta after the preview
 
         second = await _turn(session, asr, Transcript("你好", "zh"))
@@ -123,7 +125,8 @@ async def test_pinned_other_language_or_transcription_off_gets_no_preview():
 
 async def test_aclose_closes_the_preview_stream():
     session, asr, sent = await _session()
-    await _turn(session, asr, Transcript("one", "en"))
+    await _turn(session, asr, Transcript("one", "en"))  # teaches the session the user speaks English
+    await _turn(session, asr, Transcript("two", "en"))  # previewed: opens the decoder
     await session.on_speech_started(0)
     session.on_turn_audio(BLOCK)
     await session.aclose()

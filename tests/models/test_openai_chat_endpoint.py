@@ -33,7 +33,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory):
-    pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is in the test extra")
+    import uvicorn  # noqa: F401  (llama-cpp-python[server], in the test extra: fail loudly if missing)
     if not GGUF.exists():
         pytest.fail(f"{GGUF} missing: run `tingshuo models install` (scripts/setup.sh does)")
     port = _free_port()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import WSMsgType, web
@@ -16,6 +17,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from server.config import Config
 from server import events
+from server.client_secrets import ClientSecret, ClientSecretError, ClientSecrets
+from server.session_settings import SettingsError, SessionSettings, apply_session_update
 from server.engines import Engines
 from server.metrics import ServerMetrics
 from server.session import RealtimeSession
@@ -30,6 +33,17 @@ ENGINES_KEY = web.AppKey("engines", Engines)
 CONFIG_KEY = web.AppKey("config", Config)
 METRICS_KEY = web.AppKey("metrics", ServerMetrics)
 SESSIONS_KEY = web.AppKey("sessions", set)
+SECRETS_KEY = web.AppKey("client_secrets", ClientSecrets)
+@dataclass
+class Lifecycle:
+    """Mutable server state (aiohttp freezes the app's own mapping once it runs)."""
+
+    shutting_down: bool = False
+
+
+LIFECYCLE_KEY = web.AppKey("lifecycle", Lifecycle)
+SOCKETS_KEY = web.AppKey("sockets", set)
+CLOSE_GOING_AWAY = 1001
 
 REALTIME_SUBPROTOCOL = "realtime"
 KEY_SUBPROTOCOL_PREFIX = "openai-insecure-api-key."
@@ -48,26 +62,49 @@ def presented_key(request: web.Request) -> str | None:
     return None
 
 
-def is_authorised(config: Config, request: web.Request) -> bool:
-    if not config.server.api_key:
-        return True
+def holds_api_key(config: Config, request: web.Request) -> bool:
     key = presented_key(request)
     return key is not None and hmac.compare_digest(key.encode(), config.server.api_key.encode())
+
+
+def authorise(request: web.Request) -> tuple[bool, ClientSecret | None]:
+    """(allowed, the client secret used if any). Without a configured key everyone is allowed."""
+    config = request.app[CONFIG_KEY]
+    if not config.server.api_key:
+        return True, None
+    if holds_api_key(config, request):
+        return True, None
+    key = presented_key(request)
+    secret = request.app[SECRETS_KEY].find(key) if key and key.startswith("ek_") else None
+    return secret is not None, secret
+
+
+def origin_allowed(config: Config, request: web.Request) -> bool:
+    """Browsers send Origin; other clients do not, and the key is their check."""
+    origin = request.headers.get("Origin")
+    allowed = [o.strip() for o in config.server.allowed_origins.split(",") if o.strip()]
+    return origin is None or not allowed or "*" in allowed or origin in allowed
 
 
 async def realtime_handler(request: web.Request) -> web.StreamResponse:
     app = request.app
     config, sessions = app[CONFIG_KEY], app[SESSIONS_KEY]
+    if app[LIFECYCLE_KEY].shutting_down:
+        raise web.HTTPServiceUnavailable(text="server is shutting down", headers={"Retry-After": "5"})
     if len(sessions) >= config.server.max_sessions:
         app[METRICS_KEY].sessions_rejected.inc()
         raise web.HTTPServiceUnavailable(
             text=f"server is full ({config.server.max_sessions} sessions); try again later",
             headers={"Retry-After": "5"},
         )
+    if not origin_allowed(config, request):
+        log.warning("refused a connection from origin %s", request.headers.get("Origin"))
+        raise web.HTTPForbidden(text="origin not allowed")
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=HARD_MAX_MESSAGE_BYTES,
                                protocols=(REALTIME_SUBPROTOCOL,))
     await ws.prepare(request)
-    if not is_authorised(config, request):
+    allowed, secret = authorise(request)
+    if not allowed:
         # Accept, then refuse in-band: a browser sees only "1006" for a refused handshake,
         # while an error event and a close reason let the page say what is wrong.
         log.warning("refused a connection from %s: missing or wrong API key", request.remote)
@@ -79,16 +116,18 @@ async def realtime_handler(request: web.Request) -> web.StreamResponse:
     session = RealtimeSession(config=config, engines=app[ENGINES_KEY], metrics=app[METRICS_KEY],
                               send_text=ws.send_str, send_bytes=ws.send_bytes, binary_audio=binary_audio)
     sessions.add(session)
+    app[SOCKETS_KEY].add(ws)
     app[METRICS_KEY].sessions_active.inc()
     log.info("session %s opened from %s", session.settings.id, request.remote)
     try:
-        await session.start()
+        await session.start(pinned=secret.session if secret is not None else None)
         await _read_loop(ws, session)
     except ConnectionResetError:
         pass  # the client vanished mid-send; closing below is all that is left to do
     finally:
         await session.aclose()
         sessions.discard(session)
+        app[SOCKETS_KEY].discard(ws)
         app[METRICS_KEY].sessions_active.dec()
         await ws.close()
         log.info("session %s closed", session.settings.id)
@@ -104,6 +143,38 @@ async def _read_loop(ws: web.WebSocketResponse, session: RealtimeSession) -> Non
         elif msg.type is WSMsgType.ERROR:
             log.warning("websocket error: %s", ws.exception())
             return
+
+
+async def client_secrets_handler(request: web.Request) -> web.Response:
+    """OpenAI's ``POST /v1/realtime/client_secrets``: API key in, short-lived secret out."""
+    config = request.app[CONFIG_KEY]
+    if not config.server.api_key:
+        raise web.HTTPNotFound(text="client secrets need server.api_key to be set")
+    if not holds_api_key(config, request):
+        raise web.HTTPUnauthorized(text="the API key is missing or wrong",
+                                   headers={"WWW-Authenticate": 'Bearer realm="tingshuo"'})
+    try:
+        body = await request.json() if request.can_read_body else {}
+        if not isinstance(body, dict):
+            raise ValueError("the body must be a JSON object")
+        ttl = float((body.get("expires_after") or {}).get("seconds", 600))
+        session = body.get("session") or {}
+        if not isinstance(session, dict):
+            raise ValueError("session must be an object")
+        settings = apply_session_update(SessionSettings(id="sess_preview"), session)  # refuse what session.update would
+        secret = request.app[SECRETS_KEY].mint(ttl_s=ttl, session=session)
+    except (ValueError, TypeError, SettingsError, ClientSecretError) as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    wire = settings.to_wire()
+    wire.pop("id", None)  # each session it opens gets its own id
+    return web.json_response({"value": secret.value, "expires_at": int(secret.expires_at), "session": wire})
+
+
+async def ready_handler(request: web.Request) -> web.Response:
+    """Models are loaded before the app serves, so serving means ready, until shutdown starts."""
+    if request.app[LIFECYCLE_KEY].shutting_down:
+        return web.json_response({"status": "shutting down"}, status=503)
+    return web.json_response({"status": "ready", "sessions": len(request.app[SESSIONS_KEY])})
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
@@ -133,7 +204,15 @@ def _page_handler(path: Path):
     return page
 
 
-async def _close_sessions(app: web.Application) -> None:
+async def _drain_and_close(app: web.Application) -> None:
+    """SIGTERM: aiohttp has stopped accepting; answers in flight may finish up to the grace
+    period, then every session closes with 1001 (going away) so clients know to reconnect."""
+    app[LIFECYCLE_KEY].shutting_down = True
+    deadline = asyncio.get_running_loop().time() + app[CONFIG_KEY].server.shutdown_grace_s
+    while any(s.answering for s in app[SESSIONS_KEY]) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+    await asyncio.gather(*(ws.close(code=CLOSE_GOING_AWAY, message=b"server shutting down")
+                           for ws in list(app[SOCKETS_KEY])), return_exceptions=True)
     await asyncio.gather(*(s.aclose() for s in list(app[SESSIONS_KEY])), return_exceptions=True)
 
 
@@ -143,9 +222,14 @@ def create_app(config: Config, engines: Engines) -> web.Application:
     app[ENGINES_KEY] = engines
     app[METRICS_KEY] = ServerMetrics()
     app[SESSIONS_KEY] = set()
+    app[SECRETS_KEY] = ClientSecrets()
+    app[SOCKETS_KEY] = set()
+    app[LIFECYCLE_KEY] = Lifecycle()
     app.router.add_get("/v1/realtime", realtime_handler)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", health_handler)
+    app.router.add_get("/readyz", ready_handler)
+    app.router.add_post("/v1/realtime/client_secrets", client_secrets_handler)
     static = _static_dir(config)
     if static.is_dir():
         for route, page in PAGES.items():
@@ -153,5 +237,5 @@ def create_app(config: Config, engines: Engines) -> web.Application:
                 app.router.add_get(route, _page_handler(static / page))
         app.router.add_static("/static/", static)
         app.on_response_prepare.append(_allow_cross_origin_assets)
-    app.on_shutdown.append(_close_sessions)
+    app.on_shutdown.append(_drain_and_close)
     return app

@@ -46,7 +46,8 @@ def _serve(config) -> int:
     engines = load_engines(config)
     app = create_app(config, engines)
     logging.getLogger(__name__).info("listening on ws://%s:%d/v1/realtime", config.server.host, config.server.port)
-    web.run_app(app, host=config.server.host, port=config.server.port, print=None)
+    web.run_app(app, host=config.server.host, port=config.server.port, print=None,
+                shutdown_timeout=config.server.shutdown_grace_s + 5)
     return 0
 
 

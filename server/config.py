@@ -43,7 +43,12 @@ class ServerSection:
     log_level: str = "INFO"
     api_key: str = ""
     """When set, clients must present it: ``Authorization: Bearer`` or the browser subprotocol
-    ``openai-insecure-api-key.<key>``. Empty means no authentication (loopback use)."""
+    ``openai-insecure-api-key.<key>``. Empty means no authentication (loopback use).
+    With a key, ``POST /v1/realtime/client_secrets`` mints short-lived secrets for browsers."""
+    shutdown_grace_s: float = 10.0
+    """On SIGTERM, answers in flight may finish for this long before sessions close (code 1001)."""
+    allowed_origins: str = ""
+    """Comma-separated origins browsers may connect from (``https://kiosk.example``); empty: any."""
 
 
 @dataclass(frozen=True)

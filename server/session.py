@@ -83,6 +83,7 @@ class RealtimeSession:
         self._spoken_by_item: dict[str, ResponseRunner] = {}
         self._early_transcript: tuple[int, asyncio.Task[Transcript]] | None = None
         self._transcribing: dict[str, asyncio.Task[Any]] = {}
+        self._pinned: dict[str, Any] = {}
         self._uncommitted_turn: TurnTimeline | None = None
         """The timeline of a turn committed without an answer (push-to-talk), for response.create."""
         self._last_user_language: str | None = None
@@ -129,8 +130,23 @@ class RealtimeSession:
             log.error("session task %s failed", task.get_name(), exc_info=exc)
 
     # -- lifecycle --------------------------------------------------------------------
-    async def start(self) -> None:
+    @property
+    def answering(self) -> bool:
+        """A response is being generated or its audio is still being sent."""
+        return self._active is not None
+
+    async def start(self, pinned: dict[str, Any] | None = None) -> None:
+        """``pinned``: settings from the client secret that opened the session; they win over
+        every later ``session.update`` (the operator's persona stays)."""
+        if pinned:
+            self._pinned = pinned
+            self._apply_settings(apply_session_update(self.settings, pinned))
         await self.send(events.session_created(self.settings.to_wire()))
+
+    def _apply_settings(self, updated: SessionSettings) -> None:
+        if updated.input_rate_hz != self.settings.input_rate_hz or updated.turn_detection != self.settings.turn_detection:
+            self.input.configure(input_rate_hz=updated.input_rate_hz, turn_detection=updated.turn_detection)
+        self.settings = updated
 
     async def aclose(self) -> None:
         """Idempotent: cancels every task this session owns and waits for them."""
@@ -188,13 +204,13 @@ class RealtimeSession:
     async def _on_session_update(self, event: ClientEvent) -> None:
         try:
             updated = apply_session_update(self.settings, event.raw["session"])
+            if self._pinned:
+                updated = apply_session_update(updated, self._pinned)
         except SettingsError as exc:
             raise ProtocolError("invalid_value", str(exc), param=exc.param, client_event_id=event.event_id) from None
         except (TypeError, ValueError) as exc:
             raise ProtocolError("invalid_value", f"invalid session: {exc}", client_event_id=event.event_id) from None
-        if updated.input_rate_hz != self.settings.input_rate_hz or updated.turn_detection != self.settings.turn_detection:
-            self.input.configure(input_rate_hz=updated.input_rate_hz, turn_detection=updated.turn_detection)
-        self.settings = updated
+        self._apply_settings(updated)
         await self.send(events.session_updated(self.settings.to_wire()))
 
     async def _on_append(self, event: ClientEvent) -> None:

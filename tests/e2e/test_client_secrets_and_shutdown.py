@@ -1,0 +1,87 @@
+"""A browser-style connection with a short-lived client secret, and a graceful SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import aiohttp
+import pytest
+
+from tests.e2e.conftest import API_KEY, REPO, _free_port
+from tests.e2e.realtime_client import RealtimeTestClient
+
+pytestmark = pytest.mark.e2e
+PERSONA = "You are the museum guide. Answer in one short sentence."
+
+
+async def test_a_client_secret_opens_a_session_with_its_pinned_persona(server_url):
+    async with aiohttp.ClientSession() as http:
+        minted = await http.post(server_url + "/v1/realtime/client_secrets", headers={"Authorization": f"Bearer {API_KEY}"},
+                                 json={"expires_after": {"anchor": "created_at", "seconds": 60},
+                                       "session": {"type": "realtime", "instructions": PERSONA}})
+        assert minted.status == 200
+        secret = (await minted.json())["value"]
+        ws = await http.ws_connect(server_url.replace("http", "ws") + "/v1/realtime",
+                                   protocols=("realtime", f"openai-insecure-api-key.{secret}"))
+        client = RealtimeTestClient(ws=ws)
+        client.start()
+        created = await client.wait_for("session.created", timeout=10)
+        assert created["session"]["instructions"] == PERSONA
+        # the page cannot drop the operator's persona
+        await client.send({"type": "session.update", "session": {"type": "realtime", "instructions": "Be a pirate."}})
+        updated = await client.wait_for("session.updated", timeout=10)
+        assert updated["session"]["instructions"] == PERSONA
+        await client.close()
+        # the secret is not the API key: it cannot mint more
+        again = await http.post(server_url + "/v1/realtime/client_secrets", headers={"Authorization": f"Bearer {secret}"})
+        assert again.status == 401
+
+
+async def test_sigterm_lets_the_answer_finish_then_closes_with_1001(tmp_path):
+    port = _free_port()
+    log_path = tmp_path / "server.log"
+    env = {**os.environ, "TINGSHUO_SERVER_PORT": str(port), "TINGSHUO_SERVER_SHUTDOWN_GRACE_S": "60"}
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve"], cwd=REPO, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(url + "/readyz", timeout=1).read()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
+                await asyncio.sleep(0.3)
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(url.replace("http", "ws") + "/v1/realtime")
+            client = RealtimeTestClient(ws=ws)
+            client.start()
+            await client.wait_for("session.created", timeout=10)
+            await client.send({"type": "session.update", "session": {"type": "realtime", "output_modalities": ["text"]}})
+            await client.send({"type": "conversation.item.create", "item": {
+                "type": "message", "role": "user",
+                "content": [{"type": "input_text", "text": "Name three colours of the rainbow."}]}})
+            await client.send({"type": "response.create"})
+            await client.wait_for("response.created", timeout=30)
+            proc.send_signal(signal.SIGTERM)  # mid-answer
+            done = await client.wait_for("response.done", timeout=60)
+            assert done["response"]["status"] == "completed", done
+            for _ in range(100):
+                if ws.closed:
+                    break
+                await asyncio.sleep(0.1)
+            assert ws.close_code == 1001
+            await client.close()
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

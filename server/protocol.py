@@ -63,9 +63,13 @@ class ClientEvent:
 def _without_extension_rates(raw: dict[str, Any]) -> dict[str, Any]:
     """Our 16 kHz extension would fail the schema's ``rate: Literal[24000]``; validate the rest."""
     patched = copy.deepcopy(raw)
-    audio = (patched.get("session") or {}).get("audio") or {}
+
+    def member(obj: Any, key: str) -> Any:  # wrong types are left for the schema to reject
+        return obj.get(key) if isinstance(obj, dict) else None
+
+    audio = member(member(patched, "session"), "audio")
     for direction in ("input", "output"):
-        fmt = (audio.get(direction) or {}).get("format")
+        fmt = member(member(audio, direction), "format")
         if isinstance(fmt, dict) and fmt.get("rate") == 16_000:
             fmt["rate"] = 24_000
     return patched
@@ -82,6 +86,8 @@ def parse_client_event(text: str) -> ClientEvent:
         raw = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ProtocolError("invalid_json", f"message is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    except RecursionError:
+        raise ProtocolError("invalid_json", "message is nested too deeply") from None
     if not isinstance(raw, dict):
         raise ProtocolError("invalid_event", "a client event must be a JSON object")
     event_id = raw.get("event_id") if isinstance(raw.get("event_id"), str) else None
@@ -93,10 +99,12 @@ def parse_client_event(text: str) -> ClientEvent:
         raise ProtocolError(
             "unknown_event_type", f"unknown or unsupported event type {type_!r}", param="type", client_event_id=event_id
         )
-    to_check = _without_extension_rates(raw) if type_ == "session.update" else raw
     try:
+        to_check = _without_extension_rates(raw) if type_ == "session.update" else raw
         model.model_validate(to_check)
     except pydantic.ValidationError as exc:
         message, param = _describe(exc)
         raise ProtocolError("invalid_event", f"invalid {type_}: {message}", param=param, client_event_id=event_id) from None
+    except RecursionError:  # deepcopy or validation of absurdly nested JSON
+        raise ProtocolError("invalid_event", f"invalid {type_}: nested too deeply", client_event_id=event_id) from None
     return ClientEvent(type=type_, event_id=event_id, raw=raw)

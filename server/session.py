@@ -174,6 +174,14 @@ class RealtimeSession:
             await self._dispatch(event)
         except ProtocolError as exc:
             await self.send_error(exc)
+        except Exception as exc:  # noqa: BLE001 (the session must outlive any one message)
+            await self._unexpected(exc)
+
+    async def _unexpected(self, exc: Exception) -> None:
+        """A malformed event that validation let through, or a bug: answer it, log it, go on."""
+        log.exception("failed to handle a client event")
+        await self.send_error(ProtocolError("invalid_event", f"the event could not be handled: "
+                                            f"{type(exc).__name__}: {str(exc)[:200]}"))
 
     async def handle_binary(self, data: bytes) -> None:
         try:
@@ -185,6 +193,8 @@ class RealtimeSession:
             await self._append_pcm(data, client_event_id=None)
         except ProtocolError as exc:
             await self.send_error(exc)
+        except Exception as exc:  # noqa: BLE001
+            await self._unexpected(exc)
 
     async def _dispatch(self, event: ClientEvent) -> None:
         handler = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,7 +179,10 @@ async def ready_handler(request: web.Request) -> web.Response:
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[METRICS_KEY].registry)
+    metrics = request.app[METRICS_KEY]
+    metrics.loop_tasks.set(len(asyncio.all_tasks()))
+    metrics.threads.set(threading.active_count())
+    body = generate_latest(metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -20,6 +20,9 @@ class ServerMetrics:
             registry=self.registry,
         )
         self.sessions_active = Gauge("tingshuo_sessions_active", "Open Realtime sessions", registry=self.registry)
+        # Leak canaries: after sessions end, both must return to where they were.
+        self.loop_tasks = Gauge("tingshuo_event_loop_tasks", "asyncio tasks alive in the server", registry=self.registry)
+        self.threads = Gauge("tingshuo_threads", "Python threads alive in the server", registry=self.registry)
         self.sessions_rejected = Counter(
             "tingshuo_sessions_rejected_total", "Connections refused because the server was full", registry=self.registry
         )

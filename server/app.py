@@ -44,6 +44,7 @@ class Lifecycle:
 
 LIFECYCLE_KEY = web.AppKey("lifecycle", Lifecycle)
 SOCKETS_KEY = web.AppKey("sockets", set)
+CLIENTS_KEY = web.AppKey("sessions_per_client", dict)
 CLOSE_GOING_AWAY = 1001
 
 REALTIME_SUBPROTOCOL = "realtime"
@@ -92,6 +93,11 @@ async def realtime_handler(request: web.Request) -> web.StreamResponse:
     config, sessions = app[CONFIG_KEY], app[SESSIONS_KEY]
     if app[LIFECYCLE_KEY].shutting_down:
         raise web.HTTPServiceUnavailable(text="server is shutting down", headers={"Retry-After": "5"})
+    per_client = app[CLIENTS_KEY]
+    if per_client.get(request.remote, 0) >= config.server.max_sessions_per_client:
+        raise web.HTTPTooManyRequests(
+            text=f"this address already has {config.server.max_sessions_per_client} sessions open",
+            headers={"Retry-After": "5"})
     if len(sessions) >= config.server.max_sessions:
         app[METRICS_KEY].sessions_rejected.inc()
         raise web.HTTPServiceUnavailable(
@@ -118,25 +124,44 @@ async def realtime_handler(request: web.Request) -> web.StreamResponse:
                               send_text=ws.send_str, send_bytes=ws.send_bytes, binary_audio=binary_audio)
     sessions.add(session)
     app[SOCKETS_KEY].add(ws)
+    per_client[request.remote] = per_client.get(request.remote, 0) + 1
     app[METRICS_KEY].sessions_active.inc()
     log.info("session %s opened from %s", session.settings.id, request.remote)
     try:
         await session.start(pinned=secret.session if secret is not None else None)
-        await _read_loop(ws, session)
+        await _read_loop(ws, session, config)
     except ConnectionResetError:
         pass  # the client vanished mid-send; closing below is all that is left to do
     finally:
         await session.aclose()
         sessions.discard(session)
         app[SOCKETS_KEY].discard(ws)
+        if per_client.get(request.remote, 0) <= 1:
+            per_client.pop(request.remote, None)
+        else:
+            per_client[request.remote] -= 1
         app[METRICS_KEY].sessions_active.dec()
         await ws.close()
         log.info("session %s closed", session.settings.id)
     return ws
 
 
-async def _read_loop(ws: web.WebSocketResponse, session: RealtimeSession) -> None:
-    async for msg in ws:
+async def _read_loop(ws: web.WebSocketResponse, session: RealtimeSession, config: Config) -> None:
+    loop = asyncio.get_running_loop()
+    ends_at = loop.time() + config.server.max_session_minutes * 60
+    while True:
+        left = ends_at - loop.time()
+        try:
+            msg = await ws.receive(timeout=max(0.0, min(config.server.idle_timeout_s, left)))
+        except asyncio.TimeoutError:
+            expired = loop.time() >= ends_at
+            code, why = (("session_expired", f"sessions last at most {config.server.max_session_minutes:g} minutes")
+                         if expired else ("idle_timeout", f"nothing received for {config.server.idle_timeout_s:g} s"))
+            await session.send(events.error(f"{why}; the session is closed", code=code))
+            await ws.close(code=1000, message=code.encode())
+            return
+        if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+            return
         if msg.type is WSMsgType.TEXT:
             await session.handle_text(msg.data)
         elif msg.type is WSMsgType.BINARY:
@@ -229,6 +254,7 @@ def create_app(config: Config, engines: Engines) -> web.Application:
     app[SECRETS_KEY] = ClientSecrets()
     app[SOCKETS_KEY] = set()
     app[LIFECYCLE_KEY] = Lifecycle()
+    app[CLIENTS_KEY] = {}
     app.router.add_get("/v1/realtime", realtime_handler)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", health_handler)

@@ -45,6 +45,14 @@ class ServerSection:
     """When set, clients must present it: ``Authorization: Bearer`` or the browser subprotocol
     ``openai-insecure-api-key.<key>``. Empty means no authentication (loopback use).
     With a key, ``POST /v1/realtime/client_secrets`` mints short-lived secrets for browsers."""
+    max_sessions_per_client: int = 8
+    """Sessions one client address may hold at once (HTTP 429 beyond)."""
+    max_audio_speed: float = 4.0
+    """Audio accepted per second of wall time, on average (after a 30 s burst): a microphone sends 1."""
+    idle_timeout_s: float = 300.0
+    """A session that sends nothing for this long is closed (after an ``error`` event saying why)."""
+    max_session_minutes: float = 60.0
+    """The longest a session may last, as in OpenAI's Realtime API."""
     shutdown_grace_s: float = 10.0
     """On SIGTERM, answers in flight may finish for this long before sessions close (code 1001)."""
     allowed_origins: str = ""

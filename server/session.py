@@ -15,6 +15,7 @@ import binascii
 import dataclasses
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -34,6 +35,7 @@ from server.protocol import ClientEvent, ProtocolError, parse_client_event
 from server.response_runner import ResponsePlan, ResponseRunner
 from server.session_settings import SessionSettings, SettingsError, TurnDetectionSettings, apply_session_update
 from streaming.audio_frames import PCMFormatError, pcm16_bytes_to_float
+from streaming.audio_rate_limit import AudioRateLimit
 from streaming.barge_in import BargeInPolicy
 from streaming.speech_handle import GenerationGate, SpeechHandle
 
@@ -84,6 +86,7 @@ class RealtimeSession:
         self._early_transcript: tuple[int, asyncio.Task[Transcript]] | None = None
         self._transcribing: dict[str, asyncio.Task[Any]] = {}
         self._pinned: dict[str, Any] = {}
+        self._audio_rate = AudioRateLimit(max_speed=config.server.max_audio_speed)
         self._uncommitted_turn: TurnTimeline | None = None
         """The timeline of a turn committed without an answer (push-to-talk), for response.create."""
         self._last_user_language: str | None = None
@@ -243,6 +246,10 @@ class RealtimeSession:
         except PCMFormatError as exc:
             raise ProtocolError("invalid_audio", str(exc), param="audio", client_event_id=client_event_id) from None
         if samples.size:
+            if not self._audio_rate.take(samples.size / rate, time.monotonic()):
+                raise ProtocolError("audio_rate_exceeded", f"audio arrives faster than "
+                                    f"{self._audio_rate.max_speed:g}x real time; this append was dropped",
+                                    param="audio", client_event_id=client_event_id)
             await self.input.push(samples, input_rate_hz=rate)
 
     async def _on_commit(self, event: ClientEvent) -> None:

@@ -101,6 +101,10 @@ class AssistantSection:
     temperature: float = 0.6
     history_messages: int = 20
     """Most recent conversation messages sent to the LLM with the instructions."""
+    llm_first_token_timeout_s: float = 30.0
+    """An LLM that sends no first token this long fails the response (an ``error`` event) instead of hanging."""
+    llm_token_timeout_s: float = 15.0
+    tts_chunk_timeout_s: float = 30.0
     llm_adapter: str = ""
     """A LoRA adapter the LLM server serves beside its base model (a persona's fine-tune); empty: none."""
 

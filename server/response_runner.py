@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,10 @@ SendEvent = Callable[[dict[str, Any]], Awaitable[None]]
 SendAudio = Callable[[bytes], Awaitable[None]]
 
 
+class EngineTimeout(RuntimeError):
+    """An engine call took longer than its configured limit."""
+
+
 @dataclass(frozen=True)
 class ResponsePlan:
     response_id: str
@@ -54,6 +58,9 @@ class ResponsePlan:
     frame_ms: int
     max_lead_ms: int
     binary_audio: bool
+    first_token_timeout_s: float = 30.0
+    token_timeout_s: float = 15.0
+    tts_chunk_timeout_s: float = 30.0
 
 
 @dataclass
@@ -102,12 +109,27 @@ class ResponseRunner:
                 task.cancel()
             await asyncio.gather(llm_task, tts_task, return_exceptions=True)
 
+    async def _timed_tokens(self, stream: AsyncIterator[str]) -> AsyncIterator[str]:
+        """An LLM that stalls (an endpoint down, a wedged server) fails the response instead of
+        leaving the user in silence; cancelling the pending read closes the stream."""
+        first = True
+        while True:
+            timeout = self.plan.first_token_timeout_s if first else self.plan.token_timeout_s
+            try:
+                token = await asyncio.wait_for(anext(stream), timeout)
+            except StopAsyncIteration:
+                return
+            except asyncio.TimeoutError:
+                raise EngineTimeout(f"the LLM sent no {'first ' if first else ''}token for {timeout:g} s") from None
+            first = False
+            yield token
+
     async def _generate(self, text_queue: asyncio.Queue[str | None]) -> None:
         chunker = SentenceChunker()
         self.timeline.mark("llm_request")
         stream = self._engines.llm.stream_chat(self.plan.messages, self.plan.generation)
         try:
-            async for token in stream:
+            async for token in self._timed_tokens(stream):
                 self.timeline.mark("first_llm_token")
                 self.outcome.full_text += token
                 for chunk in chunker.push(token):
@@ -132,7 +154,7 @@ class ResponseRunner:
                     continue
                 self.timeline.mark("first_tts_chunk")
                 pieces = tts.synthesize(spoken, voice=self.plan.voice, speed=self.plan.speed)
-                while (pcm := await loop.run_in_executor(self._engines.executors.tts, next, pieces, None)) is not None:
+                while (pcm := await self._next_audio(loop, pieces)) is not None:
                     self.timeline.mark("first_tts_audio")
                     pcm = resample_once(pcm, in_rate=tts.sample_rate, out_rate=self.plan.output_rate_hz)
                     for frame in framer.push(pcm.astype(np.int16, copy=False)):
@@ -141,6 +163,13 @@ class ResponseRunner:
                     await audio_queue.put(frame)
         finally:
             await audio_queue.put(None)
+
+    async def _next_audio(self, loop: asyncio.AbstractEventLoop, pieces: Iterator[np.ndarray]) -> np.ndarray | None:
+        job = loop.run_in_executor(self._engines.executors.tts, next, pieces, None)
+        try:
+            return await asyncio.wait_for(job, self.plan.tts_chunk_timeout_s)
+        except asyncio.TimeoutError:
+            raise EngineTimeout(f"the TTS made no audio for {self.plan.tts_chunk_timeout_s:g} s") from None
 
     async def _send_paced(self, audio_queue: asyncio.Queue[_ChunkStart | np.ndarray | None]) -> None:
         clock = self.outcome.clock
@@ -175,7 +204,7 @@ class ResponseRunner:
         self.timeline.mark("llm_request")
         stream = self._engines.llm.stream_chat(self.plan.messages, self.plan.generation)
         try:
-            async for token in stream:
+            async for token in self._timed_tokens(stream):
                 self.timeline.mark("first_llm_token")
                 self.outcome.full_text += token
                 await self._send_event(events.text_delta(

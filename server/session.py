@@ -486,6 +486,9 @@ class RealtimeSession:
             modalities=modalities, output_rate_hz=settings.output_rate_hz, voice=settings.voice, speed=settings.speed,
             frame_ms=self.config.audio.output_frame_ms, max_lead_ms=self.config.audio.max_lead_ms,
             binary_audio=settings.binary_audio,
+            first_token_timeout_s=self.config.assistant.llm_first_token_timeout_s,
+            token_timeout_s=self.config.assistant.llm_token_timeout_s,
+            tts_chunk_timeout_s=self.config.assistant.tts_chunk_timeout_s,
         )
         handle = SpeechHandle(response_id=response_id)
         self._gate.open(handle.generation)

@@ -198,7 +198,7 @@ async def test_mandarin_turn_gets_a_mandarin_spoken_answer(connect, whisper):
 
 async def test_response_create_right_after_a_commit_waits_for_the_words(connect):
     # Push-to-talk clients send commit and response.create back to back; the answer must be to
-    # the words just said (here Mandarin, so a Mandarin answer shows the LLM saw them).
+    # the words just said: the LLM request may only start once the transcript is final.
     client = await connect()
     await client.send(PUSH_TO_TALK)
     await client.wait_for("session.updated")
@@ -210,5 +210,3 @@ async def test_response_create_right_after_a_commit_waits_for_the_words(connect)
     latency = response["latency"]
     assert latency["turn_end"] is not None and latency["transcript_final"] is not None, latency
     assert latency["transcript_final"] <= latency["llm_request"], latency
-    answer = response["output"][0]["content"][0]["transcript"]
-    assert any("\u4e00" <= ch <= "\u9fff" for ch in answer), answer

@@ -1,0 +1,95 @@
+"""An LLM or TTS that hangs fails its response with an error event; the session goes on.
+The session and runner are real; the engines are stand-ins that hang on purpose."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+
+import numpy as np
+
+from models.interfaces import ChatMessage, GenerationParams
+from server.config import AssistantSection, Config
+from server.engines import Engines, Executors
+from server.metrics import ServerMetrics
+from server.session import RealtimeSession
+from tests.server.test_session_partials import _QuietVAD, _ScriptedASR
+
+
+class HangingChat:
+    """Sends ``tokens`` then hangs (an endpoint that stopped answering)."""
+
+    def __init__(self, tokens: list[str]) -> None:
+        self.tokens, self.closed = tokens, 0
+
+    async def stream_chat(self, messages: list[ChatMessage], params: GenerationParams):
+        try:
+            for token in self.tokens:
+                yield token
+            await asyncio.Event().wait()
+        finally:
+            self.closed += 1
+
+
+class HangingTTS:
+    sample_rate = 16_000
+
+    def synthesize(self, text, *, voice=None, speed=1.0):
+        import time
+
+        time.sleep(1.0)  # longer than the test's limit
+        yield np.zeros(1600, np.int16)
+
+
+async def run(llm, tts=None, *, modality: str) -> tuple[list[dict], HangingChat]:
+    sent: list[dict] = []
+
+    async def send_text(text: str) -> None:
+        sent.append(json.loads(text))
+
+    async def send_bytes(data: bytes) -> None: ...
+
+    config = dataclasses.replace(Config(), assistant=AssistantSection(
+        llm_first_token_timeout_s=0.3, llm_token_timeout_s=0.3, tts_chunk_timeout_s=0.3))
+    engines = Engines(vad=_QuietVAD(), turn=None, asr=_ScriptedASR(), llm=llm, tts=tts, executors=Executors())
+    session = RealtimeSession(config=config, engines=engines, metrics=ServerMetrics(), send_text=send_text,
+                              send_bytes=send_bytes)
+    await session.start()
+    await session.handle_text(json.dumps({"type": "session.update", "session": {"type": "realtime",
+                                                                               "output_modalities": [modality]}}))
+    await session.handle_text(json.dumps({"type": "response.create"}))
+    for _ in range(300):
+        await asyncio.sleep(0.01)
+        if any(e["type"] == "response.done" for e in sent):
+            break
+    # the session still serves requests
+    await session.handle_text(json.dumps({"type": "conversation.item.retrieve", "item_id": "nope", "event_id": "e1"}))
+    await session.aclose()
+    engines.executors.shutdown()
+    return sent, llm
+
+
+async def test_an_llm_that_never_starts_fails_the_response():
+    sent, llm = await run(HangingChat([]), modality="text")
+    done = next(e for e in sent if e["type"] == "response.done")
+    assert done["response"]["status"] == "failed"
+    errors = [e["error"] for e in sent if e["type"] == "error"]
+    assert any("no first token for 0.3 s" in e["message"] for e in errors), errors
+    assert errors[-1]["event_id"] == "e1"  # answered after the failure: the session lives on
+    assert llm.closed == 1  # the stalled stream was closed, not left running
+
+
+async def test_an_llm_that_stalls_mid_answer_fails_the_response():
+    sent, llm = await run(HangingChat(["Hello", " there"]), modality="text")
+    deltas = [e["delta"] for e in sent if e["type"] == "response.output_text.delta"]
+    assert deltas == ["Hello", " there"]
+    assert any("no token for 0.3 s" in e["error"]["message"] for e in sent if e["type"] == "error")
+    assert llm.closed == 1
+
+
+async def test_a_tts_that_hangs_fails_the_response():
+    sent, _ = await run(HangingChat(["Hello there. ", "More."]), HangingTTS(), modality="audio")
+    done = next(e for e in sent if e["type"] == "response.done")
+    assert done["response"]["status"] == "failed"
+    assert any("TTS made no audio for 0.3 s" in e["error"]["message"] for e in sent if e["type"] == "error")

@@ -27,12 +27,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def server_url(tmp_path_factory) -> str:
+def start_server(log_path: Path, **settings: str) -> tuple[subprocess.Popen, str]:
+    """``tingshuo serve`` on a free port with ``TINGSHUO_*`` settings; returns once /readyz answers."""
     port = _free_port()
-    log_path = tmp_path_factory.mktemp("server") / "server.log"
-    env = {**os.environ, "TINGSHUO_SERVER_PORT": str(port), "TINGSHUO_SERVER_LOG_LEVEL": "INFO",
-           "TINGSHUO_SERVER_API_KEY": API_KEY}
+    env = {**os.environ, "TINGSHUO_SERVER_PORT": str(port), "TINGSHUO_SERVER_LOG_LEVEL": "INFO", **settings}
     with log_path.open("wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve"], cwd=REPO, env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
@@ -40,13 +38,19 @@ def server_url(tmp_path_factory) -> str:
     url = f"http://127.0.0.1:{port}"
     while True:
         try:
-            urllib.request.urlopen(url + "/healthz", timeout=1).read()
-            break
+            urllib.request.urlopen(url + "/readyz", timeout=1).read()
+            return proc, url
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 pytest.fail("server did not start:\n" + log_path.read_text()[-4000:])
-            time.sleep(0.5)
+            time.sleep(0.3)
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory) -> str:
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    proc, url = start_server(log_path, TINGSHUO_SERVER_API_KEY=API_KEY)
     yield url
     proc.terminate()
     try:

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
-import subprocess
-import sys
-import time
-import urllib.request
 
 import aiohttp
 import pytest
 
-from tests.e2e.conftest import API_KEY, REPO, _free_port
+from tests.e2e.conftest import API_KEY, start_server
 from tests.e2e.realtime_client import RealtimeTestClient
 
 pytestmark = pytest.mark.e2e
@@ -45,22 +39,8 @@ async def test_a_client_secret_opens_a_session_with_its_pinned_persona(server_ur
 
 
 async def test_sigterm_lets_the_answer_finish_then_closes_with_1001(tmp_path):
-    port = _free_port()
-    log_path = tmp_path / "server.log"
-    env = {**os.environ, "TINGSHUO_SERVER_PORT": str(port), "TINGSHUO_SERVER_SHUTDOWN_GRACE_S": "60"}
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve"], cwd=REPO, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    proc, url = await asyncio.to_thread(start_server, tmp_path / "server.log", TINGSHUO_SERVER_SHUTDOWN_GRACE_S="60")
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(url + "/readyz", timeout=1).read()
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
-                await asyncio.sleep(0.3)
         async with aiohttp.ClientSession() as http:
             ws = await http.ws_connect(url.replace("http", "ws") + "/v1/realtime")
             client = RealtimeTestClient(ws=ws)

@@ -6,41 +6,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
-import subprocess
-import sys
-import time
-import urllib.request
 
 import aiohttp
 import numpy as np
 import pytest
 
-from tests.e2e.conftest import REPO, _free_port
+from tests.e2e.conftest import start_server
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def limited_server(tmp_path_factory):
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("limited") / "server.log"
-    env = {**os.environ, "TINGSHUO_SERVER_PORT": str(port), "TINGSHUO_SERVER_MAX_SESSIONS_PER_CLIENT": "2",
-           "TINGSHUO_SERVER_IDLE_TIMEOUT_S": "2", "TINGSHUO_SERVER_MAX_AUDIO_SPEED": "2"}
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve"], cwd=REPO, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(url + "/readyz", timeout=1).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(log_path.read_text()[-3000:])
-            time.sleep(0.3)
+    proc, url = start_server(tmp_path_factory.mktemp("limited") / "server.log",
+                             TINGSHUO_SERVER_MAX_SESSIONS_PER_CLIENT="2", TINGSHUO_SERVER_IDLE_TIMEOUT_S="2",
+                             TINGSHUO_SERVER_MAX_AUDIO_SPEED="2")
     yield url
     proc.terminate()
     proc.wait(30)

@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from server.config import Config
 from server import events
+from server.client_socket import ClientSocket
 from server.client_secrets import ClientSecret, ClientSecretError, ClientSecrets
 from server.session_settings import SettingsError, SessionSettings, apply_session_update
 from server.engines import Engines
@@ -120,8 +121,10 @@ async def realtime_handler(request: web.Request) -> web.StreamResponse:
         await ws.close(code=CLOSE_POLICY_VIOLATION, message=b"invalid_api_key")
         return ws
     binary_audio = request.query.get("audio") == "binary"
+    client = ClientSocket(ws, request, send_timeout_s=config.server.send_timeout_s,
+                          send_buffer_bytes=config.server.send_buffer_bytes)
     session = RealtimeSession(config=config, engines=app[ENGINES_KEY], metrics=app[METRICS_KEY],
-                              send_text=ws.send_str, send_bytes=ws.send_bytes, binary_audio=binary_audio)
+                              send_text=client.send_str, send_bytes=client.send_bytes, binary_audio=binary_audio)
     sessions.add(session)
     app[SOCKETS_KEY].add(ws)
     per_client[request.remote] = per_client.get(request.remote, 0) + 1
@@ -134,6 +137,8 @@ async def realtime_handler(request: web.Request) -> web.StreamResponse:
         pass  # the client vanished mid-send; closing below is all that is left to do
     finally:
         await session.aclose()
+        if client.stalled:
+            app[METRICS_KEY].clients_stalled.inc()
         sessions.discard(session)
         app[SOCKETS_KEY].discard(ws)
         if per_client.get(request.remote, 0) <= 1:

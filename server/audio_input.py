@@ -20,6 +20,7 @@ import numpy as np
 from models.interfaces import MODEL_SAMPLE_RATE_HZ
 from server.engines import Engines
 from server.session_settings import TurnDetectionSettings
+from server.stage_executor import StageTimeout, run_with_deadline
 from streaming.audio_frames import FrameSplitter, StreamResampler
 from streaming.turn_policy import TurnPolicy
 from streaming.vad_gate import SpeechStarted, SpeechStopped, VADGate, VADParams
@@ -74,7 +75,8 @@ class _TurnBuffer:
 
 class AudioInput:
     def __init__(self, *, engines: Engines, hooks: InputHooks, input_rate_hz: int,
-                 turn_detection: TurnDetectionSettings | None, vad_start_ms: int, max_turn_secs: int) -> None:
+                 turn_detection: TurnDetectionSettings | None, vad_start_ms: int, max_turn_secs: int,
+                 vad_timeout_s: float = 5.0, turn_model_timeout_s: float = 2.0) -> None:
         self._engines = engines
         self._hooks = hooks
         self._vad_stream = engines.vad.open_stream()
@@ -82,6 +84,8 @@ class AudioInput:
         self._frame_ms = self._vad_stream.frame_samples * 1000 // MODEL_SAMPLE_RATE_HZ
         self._resampler = StreamResampler(in_rate=input_rate_hz, out_rate=MODEL_SAMPLE_RATE_HZ)
         self._vad_start_ms = vad_start_ms
+        self._vad_timeout_s = vad_timeout_s
+        self._turn_model_timeout_s = turn_model_timeout_s
         self._max_turn_samples = max_turn_secs * MODEL_SAMPLE_RATE_HZ
         self._turn = _TurnBuffer()
         self._turn_end_task: asyncio.Task[None] | None = None
@@ -134,10 +138,9 @@ class AudioInput:
         frames = self._frames.push(audio16)
         if not frames:
             return
-        loop = asyncio.get_running_loop()
-        probs = await loop.run_in_executor(
-            self._engines.executors.vad, lambda: [self._vad_stream.speech_probability(f) for f in frames]
-        )
+        probs = await run_with_deadline(  # StageTimeout reaches the session: an error event, audio dropped
+            self._engines.executors.vad, lambda: [self._vad_stream.speech_probability(f) for f in frames],
+            timeout_s=self._vad_timeout_s)
         turn_audio: list[np.ndarray] = []
         for frame, prob in zip(frames, probs):
             update = self._gate.push(frame, prob)
@@ -181,10 +184,13 @@ class AudioInput:
         if self._policy.needs_model and self._engines.turn is not None:
             audio = self._turn.audio()
             if len(audio) >= SMART_TURN_MIN_AUDIO_SECS * MODEL_SAMPLE_RATE_HZ:
-                loop = asyncio.get_running_loop()
-                probability = await loop.run_in_executor(
-                    self._engines.executors.turn, self._engines.turn.end_of_turn_probability, audio
-                )
+                try:
+                    probability = await run_with_deadline(
+                        self._engines.executors.turn, self._engines.turn.end_of_turn_probability, audio,
+                        timeout_s=self._turn_model_timeout_s)
+                except StageTimeout:
+                    log.warning("the turn model did not answer in %g s; the silence rule decides",
+                                self._turn_model_timeout_s)
         decision = self._policy.decide(probability)
         log.debug("turn decision p=%s wait=%d", probability, decision.wait_ms)
         if decision.wait_ms:

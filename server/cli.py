@@ -1,4 +1,4 @@
-"""The ``tingshuo`` console script: ``serve``, ``models``, ``config``, ``bench``."""
+"""The ``tingshuo`` console script: ``serve``, ``models``, ``config``, ``bench``, ``soak``, ``kb``."""
 
 from __future__ import annotations
 
@@ -34,6 +34,17 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("config", help="print the effective configuration as JSON")
     bench = sub.add_parser("bench", help="measure a Realtime server's latency (tingshuo bench --help)", add_help=False)
     bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    soak = sub.add_parser("soak", help="N sessions talking for a fixed time (tingshuo soak --help)", add_help=False)
+    soak.add_argument("soak_args", nargs=argparse.REMAINDER)
+    kb = sub.add_parser("kb", help="the knowledge base answers cite (knowledge.path)")
+    kb_sub = kb.add_subparsers(dest="kb_action", required=True)
+    kb_sub.add_parser("add", help="add or update documents").add_argument(
+        "paths", nargs="+", metavar="PATH", help=".md, .markdown, .txt or .pdf files, or folders of them")
+    kb_sub.add_parser("list", help="the documents it holds")
+    kb_search = kb_sub.add_parser("search", help="the passages that best answer a question")
+    kb_search.add_argument("question")
+    kb_search.add_argument("-k", type=int, help="passages at most (default: knowledge.top_k)")
+    kb_sub.add_parser("remove", help="forget a document").add_argument("source", help="its path, as `kb list` shows")
     return parser
 
 
@@ -141,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.harness import main as bench_main
 
         return bench_main(argv[1:])
+    if argv[:1] == ["soak"]:
+        from benchmarks.soak import main as soak_main
+
+        return soak_main(argv[1:])
     args = _parser().parse_args(argv)
     assignments = list(args.assignments)
     if getattr(args, "host", None):
@@ -165,6 +180,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     if args.command == "models":
         return _models(config, args)
+    if args.command == "kb":
+        from server.kb_commands import run_kb_command
+
+        return run_kb_command(config, args)
     print(json.dumps(dataclasses.asdict(config), indent=2, ensure_ascii=False))
     return 0
 

@@ -57,6 +57,15 @@ class ServerSection:
     """On SIGTERM, answers in flight may finish for this long before sessions close (code 1001)."""
     allowed_origins: str = ""
     """Comma-separated origins browsers may connect from (``https://kiosk.example``); empty: any."""
+    send_timeout_s: float = 10.0
+    """A send that cannot reach the client for this long (it stopped reading) aborts the connection."""
+    send_buffer_bytes: int = 256 * 1024
+    """Cap on the kernel send buffer and the transport's buffer per connection (about 4 s of
+    base64 audio at 24 kHz): a stalled client is noticed after that much, not after megabytes."""
+    max_conversation_items: int = 400
+    """Items a conversation keeps; beyond it the oldest are deleted (``conversation.item.deleted``)."""
+    max_item_chars: int = 32_000
+    """Longest text of one ``conversation.item.create``."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,13 @@ class AssistantSection:
     """An LLM that sends no first token this long fails the response (an ``error`` event) instead of hanging."""
     llm_token_timeout_s: float = 15.0
     tts_chunk_timeout_s: float = 30.0
+    asr_timeout_s: float = 60.0
+    """Longest a final transcript may take; past it the turn fails with an apology and the ASR
+    worker thread is replaced (a hung call cannot hold every session's recognition)."""
+    vad_timeout_s: float = 5.0
+    """Longest the VAD may take for one append's frames; past it that audio is dropped with an error."""
+    turn_model_timeout_s: float = 2.0
+    """Longest the semantic turn model may take; past it the silence rule alone ends the turn."""
     llm_adapter: str = ""
     """A LoRA adapter the LLM server serves beside its base model (a persona's fine-tune); empty: none."""
 
@@ -149,6 +165,36 @@ class AudioSection:
 
 
 @dataclass(frozen=True)
+class MemorySection:
+    """Long-term memory per user (``thinking/user_memory.py``) and the prompt's history budget."""
+
+    path: str = "var/memory.sqlite"
+    """The SQLite file holding every user's facts and conversation summaries."""
+    enabled: bool = True
+    max_facts_per_user: int = 200
+    """Beyond this the oldest facts are forgotten."""
+    history_token_budget: int = 1500
+    """Tokens of instructions, summary and recent turns sent to the LLM; older turns are summarised."""
+    recall_facts: int = 10
+    """Facts put in a new session's prompt."""
+    summary_timeout_s: float = 20.0
+    """A history summary taking longer is dropped and the previous one kept."""
+
+
+@dataclass(frozen=True)
+class KnowledgeSection:
+    """The operator's documents (``tingshuo kb add``), searched for passages an answer can cite."""
+
+    path: str = "var/knowledge.sqlite"
+    top_k: int = 3
+    """Passages put in the prompt at most."""
+    min_score: float = 0.2
+    """Least centred cosine a passage needs (``thinking.knowledge_base.DEFAULT_MIN_SCORE`` says how it was measured)."""
+    search_timeout_s: float = 0.5
+    """A search taking longer is skipped and the answer goes ahead without passages."""
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerSection = field(default_factory=ServerSection)
     models: ModelsSection = field(default_factory=ModelsSection)
@@ -156,6 +202,8 @@ class Config:
     audio: AudioSection = field(default_factory=AudioSection)
     vllm: VllmSection = field(default_factory=VllmSection)
     cosyvoice: CosyVoiceSection = field(default_factory=CosyVoiceSection)
+    memory: MemorySection = field(default_factory=MemorySection)
+    knowledge: KnowledgeSection = field(default_factory=KnowledgeSection)
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:

@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +22,7 @@ from models.interfaces import (
     ChatModel, PartialRecognizer, SpeechRecognizer, SpeechSynthesizer, TurnEndModel, VoiceActivityModel,
 )
 from server.config import Config, ConfigError
+from server.stage_executor import StageExecutor
 
 if TYPE_CHECKING:
     from models.sherpa_asr import SherpaRecognizer
@@ -32,16 +32,18 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Executors:
-    vad: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="vad"))
-    turn: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="turn"))
-    asr: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="asr"))
-    llm: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="llm"))
-    tts: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="tts"))
-    partials: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="partials"))
+    vad: StageExecutor = field(default_factory=lambda: StageExecutor("vad"))
+    turn: StageExecutor = field(default_factory=lambda: StageExecutor("turn"))
+    asr: StageExecutor = field(default_factory=lambda: StageExecutor("asr"))
+    llm: StageExecutor = field(default_factory=lambda: StageExecutor("llm"))
+    tts: StageExecutor = field(default_factory=lambda: StageExecutor("tts"))
+    partials: StageExecutor = field(default_factory=lambda: StageExecutor("partials"))
+
+    def all(self) -> tuple[StageExecutor, ...]:
+        return (self.vad, self.turn, self.asr, self.llm, self.tts, self.partials)
 
     def shutdown(self) -> None:
-        for pool in (self.vad, self.turn, self.asr, self.llm, self.tts, self.partials):
+        for pool in self.all():
             pool.shutdown(wait=False, cancel_futures=True)
 
 

@@ -29,6 +29,9 @@ class ServerMetrics:
         self.responses = Counter(
             "tingshuo_responses_total", "Responses by final status", ["status"], registry=self.registry
         )
+        self.clients_stalled = Counter(
+            "tingshuo_clients_stalled_total", "Connections aborted because the client stopped reading",
+            registry=self.registry)
         self.errors = Counter("tingshuo_error_events_total", "Error events sent, by code", ["code"], registry=self.registry)
 
     def observe_timeline(self, latency_ms: dict[str, float | None]) -> None:

@@ -23,12 +23,15 @@ import numpy as np
 
 from models.interfaces import MODEL_SAMPLE_RATE_HZ, PartialRecognizer, PartialStream
 from server import events
+from server.stage_executor import run_with_deadline
 from streaming.stable_partials import StablePartials
 
 log = logging.getLogger(__name__)
 
 MIN_JOB_MS = 100
 """Smallest audio block decoded at once: each decode also pays for a hypothesis backtrace."""
+PARTIAL_JOB_TIMEOUT_S = 10.0
+"""A preview decode past this is abandoned (its worker replaced): previews stop for that turn."""
 MAX_BACKLOG_MS = 3_000
 """Undecoded audio beyond which a turn's preview is abandoned: it would arrive too late to be live."""
 
@@ -106,7 +109,8 @@ class PartialTranscripts:
                 utt.pending, utt.pending_samples = [], 0
                 fresh, utt.started = not utt.started, True
                 try:
-                    hypothesis = await loop.run_in_executor(self._executor, self._decode, fresh, audio)
+                    hypothesis = await run_with_deadline(self._executor, self._decode, fresh, audio,
+                                                         timeout_s=PARTIAL_JOB_TIMEOUT_S)
                 except Exception:
                     log.exception("partial transcript failed; none more for item %s", utt.item_id)
                     utt.gave_up = True

@@ -24,6 +24,7 @@ from models.interfaces import ChatMessage, GenerationParams
 from server import events
 from server.engines import Engines
 from server.latency import TurnTimeline
+from server.stage_executor import StageTimeout, run_with_deadline
 from streaming.audio_frames import FrameSplitter, int16_to_bytes, resample_once
 from streaming.playout_clock import PlayoutClock
 from streaming.sentence_chunker import SentenceChunker
@@ -61,6 +62,8 @@ class ResponsePlan:
     first_token_timeout_s: float = 30.0
     token_timeout_s: float = 15.0
     tts_chunk_timeout_s: float = 30.0
+    fixed_text: str | None = None
+    """Say exactly this instead of asking the LLM (an apology when an engine failed)."""
 
 
 @dataclass
@@ -74,6 +77,8 @@ class ResponseOutcome:
     spoken: SpokenTranscript = field(default_factory=SpokenTranscript)
     clock: PlayoutClock | None = None
     error: str | None = None
+    failed_stage: str | None = None
+    """'llm' or 'tts' when that engine raised or timed out: the session decides how to apologise."""
 
 
 class ResponseRunner:
@@ -124,10 +129,15 @@ class ResponseRunner:
             first = False
             yield token
 
+    def _token_stream(self) -> AsyncIterator[str]:
+        if self.plan.fixed_text is not None:
+            return _fixed_tokens(self.plan.fixed_text)
+        return self._engines.llm.stream_chat(self.plan.messages, self.plan.generation)
+
     async def _generate(self, text_queue: asyncio.Queue[str | None]) -> None:
         chunker = SentenceChunker()
         self.timeline.mark("llm_request")
-        stream = self._engines.llm.stream_chat(self.plan.messages, self.plan.generation)
+        stream = self._token_stream()
         try:
             async for token in self._timed_tokens(stream):
                 self.timeline.mark("first_llm_token")
@@ -136,6 +146,9 @@ class ResponseRunner:
                     await text_queue.put(chunk)
             for chunk in chunker.flush():
                 await text_queue.put(chunk)
+        except Exception:
+            self.outcome.failed_stage = "llm"
+            raise
         finally:
             await stream.aclose()
             await text_queue.put(None)
@@ -161,14 +174,17 @@ class ResponseRunner:
                         await audio_queue.put(frame)
                 for frame in framer.flush():
                     await audio_queue.put(frame)
+        except Exception:
+            self.outcome.failed_stage = self.outcome.failed_stage or "tts"
+            raise
         finally:
             await audio_queue.put(None)
 
     async def _next_audio(self, loop: asyncio.AbstractEventLoop, pieces: Iterator[np.ndarray]) -> np.ndarray | None:
-        job = loop.run_in_executor(self._engines.executors.tts, next, pieces, None)
         try:
-            return await asyncio.wait_for(job, self.plan.tts_chunk_timeout_s)
-        except asyncio.TimeoutError:
+            return await run_with_deadline(self._engines.executors.tts, next, pieces, None,
+                                           timeout_s=self.plan.tts_chunk_timeout_s)
+        except StageTimeout:
             raise EngineTimeout(f"the TTS made no audio for {self.plan.tts_chunk_timeout_s:g} s") from None
 
     async def _send_paced(self, audio_queue: asyncio.Queue[_ChunkStart | np.ndarray | None]) -> None:
@@ -202,13 +218,16 @@ class ResponseRunner:
 
     async def _run_text_only(self) -> None:
         self.timeline.mark("llm_request")
-        stream = self._engines.llm.stream_chat(self.plan.messages, self.plan.generation)
+        stream = self._token_stream()
         try:
             async for token in self._timed_tokens(stream):
                 self.timeline.mark("first_llm_token")
                 self.outcome.full_text += token
                 await self._send_event(events.text_delta(
                     response_id=self.plan.response_id, item_id=self.plan.item_id, delta=token))
+        except Exception:
+            self.outcome.failed_stage = "llm"
+            raise
         finally:
             await stream.aclose()
 
@@ -217,3 +236,7 @@ class ResponseRunner:
         clock = self.outcome.clock
         if clock is not None and (remaining := clock.remaining_ms()) > 0:
             await asyncio.sleep(remaining / 1000)
+
+
+async def _fixed_tokens(text: str) -> AsyncIterator[str]:
+    yield text

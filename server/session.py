@@ -23,6 +23,7 @@ import numpy as np
 
 from models.interfaces import MODEL_SAMPLE_RATE_HZ, GenerationParams, Transcript
 from server import events
+from server.apologies import apology
 from server.audio_input import AudioInput, Utterance
 from server.config import Config
 from server.conversation import Conversation, ConversationItem
@@ -33,6 +34,7 @@ from server.metrics import ServerMetrics
 from server.partial_transcripts import PartialTranscripts
 from server.protocol import ClientEvent, ProtocolError, parse_client_event
 from server.response_runner import ResponsePlan, ResponseRunner
+from server.stage_executor import StageTimeout, run_with_deadline
 from server.session_settings import SessionSettings, SettingsError, TurnDetectionSettings, apply_session_update
 from streaming.audio_frames import PCMFormatError, pcm16_bytes_to_float
 from streaming.audio_rate_limit import AudioRateLimit
@@ -100,7 +102,8 @@ class RealtimeSession:
         self.input = AudioInput(
             engines=engines, hooks=self, input_rate_hz=self.settings.input_rate_hz,
             turn_detection=self.settings.turn_detection, vad_start_ms=audio.vad_start_ms,
-            max_turn_secs=audio.max_turn_secs,
+            max_turn_secs=audio.max_turn_secs, vad_timeout_s=config.assistant.vad_timeout_s,
+            turn_model_timeout_s=config.assistant.turn_model_timeout_s,
         )
 
     # -- sending ----------------------------------------------------------------------
@@ -108,13 +111,19 @@ class RealtimeSession:
         if self._closed:
             return
         async with self._send_lock:
-            await self._send_text(json.dumps(event, ensure_ascii=False))
+            try:
+                await self._send_text(json.dumps(event, ensure_ascii=False))
+            except ConnectionResetError:
+                pass  # the client is gone or stalled: the read loop ends and closes this session
 
     async def send_audio_bytes(self, pcm: bytes) -> None:
         if self._closed:
             return
         async with self._send_lock:
-            await self._send_bytes(pcm)
+            try:
+                await self._send_bytes(pcm)
+            except ConnectionResetError:
+                pass
 
     async def send_error(self, exc: ProtocolError) -> None:
         self._metrics.errors.labels(code=exc.code).inc()
@@ -250,7 +259,12 @@ class RealtimeSession:
                 raise ProtocolError("audio_rate_exceeded", f"audio arrives faster than "
                                     f"{self._audio_rate.max_speed:g}x real time; this append was dropped",
                                     param="audio", client_event_id=client_event_id)
-            await self.input.push(samples, input_rate_hz=rate)
+            try:
+                await self.input.push(samples, input_rate_hz=rate)
+            except StageTimeout as exc:
+                self._metrics.errors.labels(code="engine_timeout").inc()
+                await self.send(events.error(f"{exc}; this audio was dropped", code="engine_timeout",
+                                             type_="server_error", client_event_id=client_event_id))
 
     async def _on_commit(self, event: ClientEvent) -> None:
         if self.input.buffered_ms < MIN_COMMIT_MS:
@@ -275,6 +289,10 @@ class RealtimeSession:
                                 param="item.type", client_event_id=event.event_id)
         texts = [c.get("text") or c.get("transcript") or "" for c in raw.get("content") or []
                  if c.get("type") in ("input_text", "text", "output_text")]
+        if len("".join(texts)) > self.config.server.max_item_chars:
+            raise ProtocolError("item_too_large", f"item text of {len(''.join(texts))} characters exceeds the "
+                                f"limit of {self.config.server.max_item_chars}", param="item.content",
+                                client_event_id=event.event_id)
         if not texts or not "".join(texts).strip():
             raise ProtocolError("unsupported_content", "message items need input_text (or text) content",
                                 param="item.content", client_event_id=event.event_id)
@@ -286,12 +304,25 @@ class RealtimeSession:
         item = ConversationItem(id=raw.get("id") or new_id("item"), role=role,
                                 content_type="input_text" if role in ("user", "system") else "output_text",
                                 text="".join(texts))
-        prev = self.conversation.add(item, after=previous)
+        prev = await self._add_item(item, after=previous)
         await self.send(events.item_added(item.to_wire(), previous_item_id=prev))
         await self.send(events.item_done(item.to_wire(), previous_item_id=prev))
 
+    async def _add_item(self, item: ConversationItem, *, after: str | None = None) -> str | None:
+        """Adds an item; a conversation over ``server.max_conversation_items`` loses its oldest
+        items, each announced with ``conversation.item.deleted`` so clients stay in step."""
+        previous = self.conversation.add(item, after=after)
+        limit = max(2, self.config.server.max_conversation_items)
+        while len(self.conversation.items) > limit:
+            oldest = self.conversation.items[0]
+            self.conversation.delete(oldest.id)
+            self._spoken_by_item.pop(oldest.id, None)
+            await self.send(events.item_deleted(item_id=oldest.id))
+        return previous
+
     async def _on_item_delete(self, event: ClientEvent) -> None:
         item_id = event.raw["item_id"]
+        self._spoken_by_item.pop(item_id, None)
         if not self.conversation.delete(item_id):
             raise ProtocolError("item_not_found", f"no item {item_id!r}", param="item_id",
                                 client_event_id=event.event_id)
@@ -396,7 +427,8 @@ class RealtimeSession:
             stream.accept_audio(audio)
             return stream.finish()
 
-        return await asyncio.get_running_loop().run_in_executor(self._engines.executors.asr, recognise)
+        return await run_with_deadline(self._engines.executors.asr, recognise,
+                                       timeout_s=self.config.assistant.asr_timeout_s)
 
     async def on_utterance(self, utterance: Utterance) -> None:
         td = self.settings.turn_detection
@@ -410,7 +442,7 @@ class RealtimeSession:
         during_response = self._speech_during_response
         self._speech_during_response = False
         previewed = self._partials.finish(item.id) if self._partials is not None else False
-        previous = self.conversation.add(item)
+        previous = await self._add_item(item)
         await self.send(events.buffer_committed(item_id=item.id, previous_item_id=previous))
         await self.send(events.item_added(item.to_wire(), previous_item_id=previous))
         timeline = TurnTimeline()
@@ -444,6 +476,9 @@ class RealtimeSession:
         except Exception as exc:  # the engine failed; the session goes on
             log.exception("transcription failed")
             await self.send(events.transcription_failed(item_id=item.id, message=str(exc)))
+            if respond and self._active is None and not self._closed:
+                await self._start_response(TurnTimeline(), overrides={},
+                                           fixed_text=apology("hearing", self._user_language()))
             return
         timeline.mark("transcript_final")
         text = transcript.text
@@ -466,8 +501,11 @@ class RealtimeSession:
         await self._start_response(timeline, overrides={})
 
     # -- responses --------------------------------------------------------------------
+    def _user_language(self) -> str | None:
+        return self.settings.transcription_language or self._last_user_language
+
     async def _start_response(self, timeline: TurnTimeline, *, overrides: dict[str, Any],
-                              after: list[asyncio.Task[Any]] | None = None) -> None:
+                              after: list[asyncio.Task[Any]] | None = None, fixed_text: str | None = None) -> None:
         """Starts at once (``response.created`` goes out now); the prompt is built once the
         transcriptions in ``after`` have finished, so it holds the user's latest words."""
         settings = self.settings
@@ -489,6 +527,7 @@ class RealtimeSession:
             first_token_timeout_s=self.config.assistant.llm_first_token_timeout_s,
             token_timeout_s=self.config.assistant.llm_token_timeout_s,
             tts_chunk_timeout_s=self.config.assistant.tts_chunk_timeout_s,
+            fixed_text=fixed_text,
         )
         handle = SpeechHandle(response_id=response_id)
         self._gate.open(handle.generation)
@@ -496,7 +535,7 @@ class RealtimeSession:
                                 send_event=self.send, send_audio=self.send_audio_bytes, timeline=timeline)
         item = ConversationItem(id=item_id, role="assistant", content_type="output_audio" if audio else "output_text",
                                 status="in_progress")
-        previous = self.conversation.add(item)
+        previous = await self._add_item(item)
         self._spoken_by_item[item_id] = runner
         await self.send(events.response_created(self._response_wire(plan, "in_progress", [])))
         await self.send(events.output_item_added(response_id=response_id, item=item.to_wire()))
@@ -550,6 +589,7 @@ class RealtimeSession:
         except Exception as exc:
             log.exception("response %s failed", plan.response_id)
             status, reason = "failed", None
+            self._metrics.errors.labels(code="response_failed").inc()
             await self.send(events.error(f"response failed: {exc}", code="response_failed", type_="server_error"))
         self._gate.close()
         outcome = runner.outcome
@@ -564,6 +604,8 @@ class RealtimeSession:
         await self._send_response_end(runner, item, previous, status, reason)
         if self._active is not None and self._active.runner is runner:
             self._active = None
+        if status == "failed":
+            await self._apologise_for(runner)
         if status == "completed" and runner.speaks:
             self._audible = _ActiveResponse(runner=runner, item=item, task=asyncio.current_task())
             await runner.wait_for_playout()
@@ -572,6 +614,20 @@ class RealtimeSession:
                 self.input.set_interrupt_guard(None)
         elif self._active is None:
             self.input.set_interrupt_guard(None)
+
+    async def _apologise_for(self, failed: ResponseRunner) -> None:
+        """After a failed answer the user heard nothing of, say sorry: aloud when only the LLM
+        failed, as text when the TTS did. An apology that fails itself is not apologised for."""
+        outcome = failed.outcome
+        if failed.plan.fixed_text is not None or self._closed or self._active is not None:
+            return
+        if outcome.spoken.total_audio_ms > 0 or (not failed.speaks and outcome.full_text):
+            return  # part of the answer got through; the error event says the rest failed
+        modalities = list(failed.plan.modalities)
+        if outcome.failed_stage == "tts":
+            modalities = ["text"]
+        await self._start_response(TurnTimeline(), overrides={"output_modalities": modalities},
+                                   fixed_text=apology("answer", self._user_language()))
 
     async def _send_response_end(self, runner: ResponseRunner, item: ConversationItem, previous: str | None,
                                  status: str, reason: str | None) -> None:

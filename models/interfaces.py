@@ -92,9 +92,31 @@ class PartialRecognizer(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A function call the LLM asked for. ``arguments`` is JSON text, as in the Realtime protocol."""
+
+    call_id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A function the LLM may call: its JSON-schema parameters, as in ``session.tools``."""
+
+    name: str
+    description: str
+    parameters: dict
+
+
+@dataclass(frozen=True, slots=True)
 class ChatMessage:
-    role: Literal["system", "user", "assistant"]
+    role: Literal["system", "user", "assistant", "tool"]
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    """On an assistant message: the calls it made."""
+    tool_call_id: str | None = None
+    """On a tool message: the call whose result ``content`` is."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +125,13 @@ class GenerationParams:
     temperature: float = 0.7
     adapter: str | None = None
     """A LoRA adapter served beside the base model (vLLM); a persona names its own."""
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: Literal["auto", "none", "required"] = "auto"
 
 
 class ChatModel(Protocol):
-    """Streams the assistant's reply token by token.
+    """Streams the assistant's reply token by token; with ``params.tools``, a :class:`ToolCall`
+    may come among (usually after) the text pieces, once its arguments are complete.
 
     Closing the iterator (``aclose()`` or cancelling its consumer) must stop the
     generation promptly: that is how barge-in frees the CPU for the next turn.
@@ -114,7 +139,7 @@ class ChatModel(Protocol):
 
     def stream_chat(
         self, messages: Sequence[ChatMessage], params: GenerationParams
-    ) -> AsyncIterator[str]: ...
+    ) -> AsyncIterator[str | ToolCall]: ...
 
 
 class SpeechSynthesizer(Protocol):
@@ -125,4 +150,20 @@ class SpeechSynthesizer(Protocol):
 
         A generator so the caller can stop pulling between chunks on barge-in.
         """
+        ...
+
+
+class TextEmbedder(Protocol):
+    """Dense embeddings for retrieval (the knowledge base); rows are L2-normalised, so a dot product is the cosine."""
+
+    name: str
+    """Identifies the model: vectors from different models must never be compared."""
+    dimensions: int
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        """``(len(texts), dimensions)`` float32, for the documents being indexed."""
+        ...
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """``(dimensions,)`` float32, for a question (asymmetric models embed it differently from passages)."""
         ...

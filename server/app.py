@@ -24,6 +24,9 @@ from server.session_settings import SettingsError, SessionSettings, apply_sessio
 from server.engines import Engines
 from server.metrics import ServerMetrics
 from server.session import RealtimeSession
+from server.thinking_services import ThinkingServices
+from thinking.personas import PersonaLibrary
+from thinking.user_memory import MemoryStoreError, validate_user_id
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,7 @@ CONFIG_KEY = web.AppKey("config", Config)
 METRICS_KEY = web.AppKey("metrics", ServerMetrics)
 SESSIONS_KEY = web.AppKey("sessions", set)
 SECRETS_KEY = web.AppKey("client_secrets", ClientSecrets)
+THINKING_KEY = web.AppKey("thinking", ThinkingServices)
 @dataclass
 class Lifecycle:
     """Mutable server state (aiohttp freezes the app's own mapping once it runs)."""
@@ -124,14 +128,18 @@ async def realtime_handler(request: web.Request) -> web.StreamResponse:
     client = ClientSocket(ws, request, send_timeout_s=config.server.send_timeout_s,
                           send_buffer_bytes=config.server.send_buffer_bytes)
     session = RealtimeSession(config=config, engines=app[ENGINES_KEY], metrics=app[METRICS_KEY],
-                              send_text=client.send_str, send_bytes=client.send_bytes, binary_audio=binary_audio)
+                              send_text=client.send_str, send_bytes=client.send_bytes, binary_audio=binary_audio,
+                              thinking=app[THINKING_KEY])
     sessions.add(session)
     app[SOCKETS_KEY].add(ws)
     per_client[request.remote] = per_client.get(request.remote, 0) + 1
     app[METRICS_KEY].sessions_active.inc()
     log.info("session %s opened from %s", session.settings.id, request.remote)
     try:
-        await session.start(pinned=secret.session if secret is not None else None)
+        user_id, user_error = _session_user(request, secret)
+        await session.start(pinned=secret.session if secret is not None else None, user_id=user_id)
+        if user_error:
+            await session.send(events.error(user_error, code="invalid_user", param="user"))
         await _read_loop(ws, session, config)
     except ConnectionResetError:
         pass  # the client vanished mid-send; closing below is all that is left to do
@@ -149,6 +157,20 @@ async def realtime_handler(request: web.Request) -> web.StreamResponse:
         await ws.close()
         log.info("session %s closed", session.settings.id)
     return ws
+
+
+def _session_user(request: web.Request, secret: ClientSecret | None) -> tuple[str | None, str | None]:
+    """(user id for long-term memory, or an error). A browser's client secret carries the user its
+    backend vouched for; ``?user=`` is taken only from API-key holders (or an open server)."""
+    if secret is not None:
+        return secret.user, None
+    user = request.query.get("user")
+    if not user:
+        return None, None
+    try:
+        return validate_user_id(user), None
+    except ValueError as exc:
+        return None, f"?user= ignored: {exc}; this session has no long-term memory"
 
 
 async def _read_loop(ws: web.WebSocketResponse, session: RealtimeSession, config: Config) -> None:
@@ -192,13 +214,54 @@ async def client_secrets_handler(request: web.Request) -> web.Response:
         session = body.get("session") or {}
         if not isinstance(session, dict):
             raise ValueError("session must be an object")
-        settings = apply_session_update(SessionSettings(id="sess_preview"), session)  # refuse what session.update would
-        secret = request.app[SECRETS_KEY].mint(ttl_s=ttl, session=session)
+        settings = apply_session_update(SessionSettings(id="sess_preview"), session,  # refuse what session.update would
+                                        request.app[THINKING_KEY].personas)
+        user = body.get("user")
+        if user is not None:
+            user = validate_user_id(user)
+        secret = request.app[SECRETS_KEY].mint(ttl_s=ttl, session=session, user=user)
     except (ValueError, TypeError, SettingsError, ClientSecretError) as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
     wire = settings.to_wire()
     wire.pop("id", None)  # each session it opens gets its own id
-    return web.json_response({"value": secret.value, "expires_at": int(secret.expires_at), "session": wire})
+    return web.json_response({"value": secret.value, "expires_at": int(secret.expires_at), "session": wire,
+                              **({"user": secret.user} if secret.user else {})})
+
+
+def _require_api_key(request: web.Request) -> None:
+    config = request.app[CONFIG_KEY]
+    if config.server.api_key and not holds_api_key(config, request):
+        raise web.HTTPUnauthorized(text="the API key is missing or wrong",
+                                   headers={"WWW-Authenticate": 'Bearer realm="tingshuo"'})
+
+
+async def user_memory_handler(request: web.Request) -> web.Response:
+    """``GET`` exports, ``DELETE`` erases everything tingshuo remembers of one user (API key only)."""
+    _require_api_key(request)
+    thinking = request.app[THINKING_KEY]
+    if thinking.memory is None:
+        raise web.HTTPNotFound(text="long-term memory is off (memory.enabled = false)")
+    try:
+        user = validate_user_id(request.match_info["user"])
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    loop = asyncio.get_running_loop()
+    try:
+        if request.method == "DELETE":
+            deleted = await loop.run_in_executor(thinking.executor, thinking.memory.delete_user, user)
+            log.info("deleted %d memory records of a user on request", deleted)
+            return web.json_response({"user": user, "deleted": deleted})
+        return web.json_response(await loop.run_in_executor(thinking.executor, thinking.memory.export, user))
+    except MemoryStoreError as exc:
+        raise web.HTTPServiceUnavailable(text=f"memory unavailable: {exc}") from None
+
+
+async def personas_handler(request: web.Request) -> web.Response:
+    """The personas a client may pick with ``session.prompt`` (for a settings menu)."""
+    library = request.app[THINKING_KEY].personas
+    return web.json_response({"personas": [
+        {"id": p.id, "version": str(p.version), "name": p.name, "language": p.language}
+        for p in (library.get(pid) for pid in library.ids())]})
 
 
 async def ready_handler(request: web.Request) -> web.Response:
@@ -250,7 +313,11 @@ async def _drain_and_close(app: web.Application) -> None:
     await asyncio.gather(*(s.aclose() for s in list(app[SESSIONS_KEY])), return_exceptions=True)
 
 
-def create_app(config: Config, engines: Engines) -> web.Application:
+async def _close_thinking(app: web.Application) -> None:
+    await app[THINKING_KEY].aclose()
+
+
+def create_app(config: Config, engines: Engines, thinking: ThinkingServices | None = None) -> web.Application:
     app = web.Application(client_max_size=config.server.max_message_bytes)
     app[CONFIG_KEY] = config
     app[ENGINES_KEY] = engines
@@ -260,11 +327,15 @@ def create_app(config: Config, engines: Engines) -> web.Application:
     app[SOCKETS_KEY] = set()
     app[LIFECYCLE_KEY] = Lifecycle()
     app[CLIENTS_KEY] = {}
+    app[THINKING_KEY] = thinking or ThinkingServices(personas=PersonaLibrary([]))
     app.router.add_get("/v1/realtime", realtime_handler)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", health_handler)
     app.router.add_get("/readyz", ready_handler)
     app.router.add_post("/v1/realtime/client_secrets", client_secrets_handler)
+    app.router.add_get("/v1/personas", personas_handler)
+    app.router.add_route("GET", "/v1/users/{user}/memory", user_memory_handler)
+    app.router.add_route("DELETE", "/v1/users/{user}/memory", user_memory_handler)
     static = _static_dir(config)
     if static.is_dir():
         for route, page in PAGES.items():
@@ -273,4 +344,5 @@ def create_app(config: Config, engines: Engines) -> web.Application:
         app.router.add_static("/static/", static)
         app.on_response_prepare.append(_allow_cross_origin_assets)
     app.on_shutdown.append(_drain_and_close)
+    app.on_cleanup.append(_close_thinking)
     return app

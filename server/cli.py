@@ -54,8 +54,11 @@ def _serve(config) -> int:
     from server.app import create_app
     from server.engines import load_engines
 
+    from server.thinking_services import load_thinking
+
     engines = load_engines(config)
-    app = create_app(config, engines)
+    thinking = load_thinking(config)
+    app = create_app(config, engines, thinking)
     logging.getLogger(__name__).info("listening on ws://%s:%d/v1/realtime", config.server.host, config.server.port)
     web.run_app(app, host=config.server.host, port=config.server.port, print=None,
                 shutdown_timeout=config.server.shutdown_grace_s + 5)

@@ -30,6 +30,9 @@ class ClientSecret:
     value: str
     expires_at: float
     session: dict[str, Any]
+    user: str | None = None
+    """Whose long-term memory sessions opened with it may use: set by the backend that minted
+    it (tingshuo extension ``"user"`` in the request body), never chosen by the browser."""
 
 
 @dataclass
@@ -37,7 +40,7 @@ class ClientSecrets:
     secrets: dict[str, ClientSecret] = field(default_factory=dict)
 
     def mint(self, *, ttl_s: float = DEFAULT_TTL_S, session: dict[str, Any] | None = None,
-             now: float | None = None) -> ClientSecret:
+             now: float | None = None, user: str | None = None) -> ClientSecret:
         if not 10 <= ttl_s <= MAX_TTL_S:
             raise ClientSecretError(f"expires_after.seconds must be between 10 and {MAX_TTL_S}")
         now = time.time() if now is None else now
@@ -46,7 +49,7 @@ class ClientSecrets:
             oldest = min(self.secrets.values(), key=lambda s: s.expires_at)
             del self.secrets[oldest.value]
         secret = ClientSecret(value="ek_" + secrets.token_urlsafe(24), expires_at=now + ttl_s,
-                              session=dict(session or {}))
+                              session=dict(session or {}), user=user)
         self.secrets[secret.value] = secret
         return secret
 

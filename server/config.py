@@ -123,6 +123,20 @@ class AssistantSection:
     """Longest the semantic turn model may take; past it the silence rule alone ends the turn."""
     llm_adapter: str = ""
     """A LoRA adapter the LLM server serves beside its base model (a persona's fine-tune); empty: none."""
+    personas_dir: str = ""
+    """Directory of persona TOML files; empty: the ``personas/`` directory shipped with tingshuo."""
+    persona: str = ""
+    """The persona a session starts with (its id); empty: the plain ``instructions`` above."""
+    server_tools: str = ""
+    """Comma-separated server-side tools the LLM may call (``get_current_time``, ``search_knowledge_base``).
+    Empty by default: their descriptions lengthen every prompt, and the embedded 0.5B model calls
+    them unreliably (see the README's measurement); give them to a vLLM-served model."""
+    timezone: str = "UTC"
+    """The clock tool's zone when the user names none (an IANA name: ``Asia/Shanghai``)."""
+    tool_filler_after_s: float = 0.6
+    """A server tool still running after this long gets a short spoken filler ("One moment.")."""
+    max_tool_rounds: int = 3
+    """Tool calls one answer may chain before it must answer in words."""
 
 
 @dataclass(frozen=True)

@@ -97,12 +97,24 @@ def response_done(response: dict[str, Any]) -> Event:
     return _event("response.done", response=response)
 
 
-def output_item_added(*, response_id: str, item: dict[str, Any]) -> Event:
-    return _event("response.output_item.added", response_id=response_id, output_index=0, item=item)
+def output_item_added(*, response_id: str, item: dict[str, Any], output_index: int = 0) -> Event:
+    return _event("response.output_item.added", response_id=response_id, output_index=output_index, item=item)
 
 
-def output_item_done(*, response_id: str, item: dict[str, Any]) -> Event:
-    return _event("response.output_item.done", response_id=response_id, output_index=0, item=item)
+def output_item_done(*, response_id: str, item: dict[str, Any], output_index: int = 0) -> Event:
+    return _event("response.output_item.done", response_id=response_id, output_index=output_index, item=item)
+
+
+def function_call_arguments_delta(*, response_id: str, item_id: str, output_index: int, call_id: str,
+                                  delta: str) -> Event:
+    return _event("response.function_call_arguments.delta", response_id=response_id, item_id=item_id,
+                  output_index=output_index, call_id=call_id, delta=delta)
+
+
+def function_call_arguments_done(*, response_id: str, item_id: str, output_index: int, call_id: str, name: str,
+                                 arguments: str) -> Event:
+    return _event("response.function_call_arguments.done", response_id=response_id, item_id=item_id,
+                  output_index=output_index, call_id=call_id, name=name, arguments=arguments)
 
 
 def _part_fields(response_id: str, item_id: str) -> dict[str, Any]:

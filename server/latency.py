@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, fields
 
-STAGES = ("speech_end", "turn_end", "transcript_final", "llm_request", "first_llm_token", "first_tts_chunk",
+STAGES = ("speech_end", "turn_end", "transcript_final", "prompt_ready", "llm_request", "first_llm_token", "first_tts_chunk",
           "first_tts_audio", "first_audio_sent")
-"""``llm_request`` to ``first_llm_token`` is the LLM's time to first token; ``first_tts_chunk`` (the
+"""``transcript_final`` to ``prompt_ready`` is the thinking stage (knowledge search, memory);
+``llm_request`` to ``first_llm_token`` is the LLM's time to first token; ``first_tts_chunk`` (the
 first speakable text handed to TTS) to ``first_tts_audio`` is the synthesis of its first audio."""
 
 
@@ -18,6 +19,7 @@ class TurnTimeline:
     speech_end: float | None = None
     turn_end: float | None = None
     transcript_final: float | None = None
+    prompt_ready: float | None = None
     llm_request: float | None = None
     first_llm_token: float | None = None
     first_tts_chunk: float | None = None

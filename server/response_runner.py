@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from models.interfaces import ChatMessage, GenerationParams
+from models.interfaces import ChatMessage, GenerationParams, ToolCall
 from server import events
 from server.engines import Engines
 from server.latency import TurnTimeline
@@ -64,11 +65,35 @@ class ResponsePlan:
     tts_chunk_timeout_s: float = 30.0
     fixed_text: str | None = None
     """Say exactly this instead of asking the LLM (an apology when an engine failed)."""
+    server_tools: frozenset[str] = frozenset()
+    """Names among ``generation.tools`` that the server runs; the others are the client's."""
+    max_tool_rounds: int = 3
+    filler_after_s: float = 0.6
+    filler_text: str = ""
 
 
 @dataclass
 class _ChunkStart:
     text: str
+
+
+@dataclass(frozen=True)
+class _Filler:
+    """Words said while a slow tool runs; flushed out at once rather than held for a sentence end."""
+
+    text: str
+
+
+class ToolHooks(Protocol):
+    """The session's side of a tool call: the conversation items and events it makes."""
+
+    async def client_call(self, call: ToolCall) -> None:
+        """Announce a call the client must run (``response.function_call_arguments.done``)."""
+        ...
+
+    async def server_call(self, call: ToolCall) -> str:
+        """Run a server tool; its output (or an error text) for the LLM. Never raises."""
+        ...
 
 
 @dataclass
@@ -77,13 +102,16 @@ class ResponseOutcome:
     spoken: SpokenTranscript = field(default_factory=SpokenTranscript)
     clock: PlayoutClock | None = None
     error: str | None = None
+    client_calls: list[ToolCall] = field(default_factory=list)
+    """Calls left to the client: the response ends with them."""
     failed_stage: str | None = None
     """'llm' or 'tts' when that engine raised or timed out: the session decides how to apologise."""
 
 
 class ResponseRunner:
     def __init__(self, *, plan: ResponsePlan, engines: Engines, handle: SpeechHandle, gate: GenerationGate,
-                 send_event: SendEvent, send_audio: SendAudio, timeline: TurnTimeline) -> None:
+                 send_event: SendEvent, send_audio: SendAudio, timeline: TurnTimeline,
+                 tools: ToolHooks | None = None) -> None:
         self.plan = plan
         self._engines = engines
         self.handle = handle
@@ -91,6 +119,7 @@ class ResponseRunner:
         self._send_event = send_event
         self._send_audio = send_audio
         self.timeline = timeline
+        self._tools = tools
         self.outcome = ResponseOutcome(clock=PlayoutClock(max_lead_ms=plan.max_lead_ms))
 
     @property
@@ -129,17 +158,60 @@ class ResponseRunner:
             first = False
             yield token
 
-    def _token_stream(self) -> AsyncIterator[str]:
+    def _token_stream(self, messages: list[ChatMessage], params: GenerationParams) -> AsyncIterator[str | ToolCall]:
         if self.plan.fixed_text is not None:
             return _fixed_tokens(self.plan.fixed_text)
-        return self._engines.llm.stream_chat(self.plan.messages, self.plan.generation)
+        return self._engines.llm.stream_chat(messages, params)
+
+    async def _answer_text(self) -> AsyncIterator[str | _Filler]:
+        """The answer's text, across tool calls: a server tool's output goes back to the LLM,
+        which then goes on answering (up to ``max_tool_rounds`` calls); a client tool ends
+        the response with its call, and the client's output starts the next one."""
+        messages = list(self.plan.messages)
+        for round_ in range(self.plan.max_tool_rounds + 1):
+            params = self.plan.generation
+            if round_ == self.plan.max_tool_rounds:
+                params = dataclasses.replace(params, tools=())  # enough calls: answer in words now
+            calls: list[ToolCall] = []
+            stream = self._token_stream(messages, params)
+            try:
+                async for piece in self._timed_tokens(stream):
+                    if isinstance(piece, ToolCall):
+                        calls.append(piece)
+                    else:
+                        yield piece
+            finally:
+                await stream.aclose()
+            if not calls or self._tools is None:
+                return
+            client_calls = [c for c in calls if c.name not in self.plan.server_tools]
+            if client_calls:
+                for call in client_calls:
+                    await self._tools.client_call(call)
+                self.outcome.client_calls.extend(client_calls)
+                return
+            for call in calls:
+                running = asyncio.create_task(self._tools.server_call(call), name=f"tool-{call.name}")
+                try:
+                    done, _ = await asyncio.wait({running}, timeout=self.plan.filler_after_s)
+                    if not done and self.plan.filler_text and not self.outcome.full_text.strip():
+                        yield _Filler(self.plan.filler_text)  # said while the tool runs
+                    output = await running
+                finally:
+                    running.cancel()  # a barge-in cancels the call and its answer
+                messages += [ChatMessage(role="assistant", content="", tool_calls=(call,)),
+                             ChatMessage(role="tool", content=output, tool_call_id=call.call_id)]
 
     async def _generate(self, text_queue: asyncio.Queue[str | None]) -> None:
         chunker = SentenceChunker()
         self.timeline.mark("llm_request")
-        stream = self._token_stream()
         try:
-            async for token in self._timed_tokens(stream):
+            async for token in self._answer_text():
+                if isinstance(token, _Filler):
+                    for chunk in chunker.flush():
+                        await text_queue.put(chunk)
+                    await text_queue.put(token.text)
+                    continue
                 self.timeline.mark("first_llm_token")
                 self.outcome.full_text += token
                 for chunk in chunker.push(token):
@@ -150,7 +222,6 @@ class ResponseRunner:
             self.outcome.failed_stage = "llm"
             raise
         finally:
-            await stream.aclose()
             await text_queue.put(None)
 
     async def _synthesize(self, text_queue: asyncio.Queue[str | None],
@@ -218,18 +289,16 @@ class ResponseRunner:
 
     async def _run_text_only(self) -> None:
         self.timeline.mark("llm_request")
-        stream = self._token_stream()
         try:
-            async for token in self._timed_tokens(stream):
+            async for token in self._answer_text():
+                text = token.text if isinstance(token, _Filler) else token
                 self.timeline.mark("first_llm_token")
-                self.outcome.full_text += token
+                self.outcome.full_text += text
                 await self._send_event(events.text_delta(
-                    response_id=self.plan.response_id, item_id=self.plan.item_id, delta=token))
+                    response_id=self.plan.response_id, item_id=self.plan.item_id, delta=text))
         except Exception:
             self.outcome.failed_stage = "llm"
             raise
-        finally:
-            await stream.aclose()
 
     async def wait_for_playout(self) -> None:
         """After the last frame is sent, wait until the client has played it (for barge-in)."""

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from models.interfaces import MODEL_SAMPLE_RATE_HZ, GenerationParams, Transcript
+from models.interfaces import MODEL_SAMPLE_RATE_HZ, GenerationParams, ToolSpec, Transcript
 from server import events
-from server.apologies import apology
+from server.apologies import apology, filler
 from server.audio_input import AudioInput, Utterance
 from server.config import Config
 from server.conversation import Conversation, ConversationItem
@@ -35,6 +35,10 @@ from server.partial_transcripts import PartialTranscripts
 from server.protocol import ClientEvent, ProtocolError, parse_client_event
 from server.response_runner import ResponsePlan, ResponseRunner
 from server.stage_executor import StageTimeout, run_with_deadline
+from server.session_thinking import SessionThinking
+from server.thinking_services import ThinkingServices
+from server.tool_calls import ResponseToolCalls
+from thinking.personas import PersonaLibrary
 from server.session_settings import SessionSettings, SettingsError, TurnDetectionSettings, apply_session_update
 from streaming.audio_frames import PCMFormatError, pcm16_bytes_to_float
 from streaming.audio_rate_limit import AudioRateLimit
@@ -57,7 +61,7 @@ class _ActiveResponse:
 class RealtimeSession:
     def __init__(self, *, config: Config, engines: Engines, metrics: ServerMetrics,
                  send_text: Callable[[str], Awaitable[None]], send_bytes: Callable[[bytes], Awaitable[None]],
-                 binary_audio: bool = False) -> None:
+                 binary_audio: bool = False, thinking: ThinkingServices | None = None) -> None:
         self.config = config
         self._engines = engines
         self._metrics = metrics
@@ -76,6 +80,9 @@ class RealtimeSession:
             ),
         )
         self.conversation = Conversation()
+        self._services = thinking or ThinkingServices(personas=PersonaLibrary([]))
+        self._thinking = SessionThinking(services=self._services, llm=engines.llm, config=config,
+                                         session_id=self.settings.id, report=self._report_error)
         self._barge_in = BargeInPolicy(min_speech_ms=audio.barge_in_min_speech_ms)
         self._gate = GenerationGate()
         self._send_lock = asyncio.Lock()
@@ -129,6 +136,10 @@ class RealtimeSession:
         self._metrics.errors.labels(code=exc.code).inc()
         await self.send(events.error(exc.message, code=exc.code, param=exc.param, client_event_id=exc.client_event_id))
 
+    async def _report_error(self, code: str, message: str) -> None:
+        self._metrics.errors.labels(code=code).inc()
+        await self.send(events.error(message, code=code, type_="server_error"))
+
     def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         task.set_name(name)
@@ -147,13 +158,24 @@ class RealtimeSession:
         """A response is being generated or its audio is still being sent."""
         return self._active is not None
 
-    async def start(self, pinned: dict[str, Any] | None = None) -> None:
+    async def start(self, pinned: dict[str, Any] | None = None, user_id: str | None = None) -> None:
         """``pinned``: settings from the client secret that opened the session; they win over
-        every later ``session.update`` (the operator's persona stays)."""
+        every later ``session.update`` (the operator's persona stays). ``user_id``: whose
+        long-term memory this conversation may use (None: no memory)."""
+        if self.config.assistant.persona:
+            self._apply_settings(apply_session_update(
+                self.settings, {"prompt": {"id": self.config.assistant.persona}}, self._services.personas))
         if pinned:
             self._pinned = pinned
-            self._apply_settings(apply_session_update(self.settings, pinned))
+            self._apply_settings(apply_session_update(self.settings, pinned, self._services.personas))
+        await self._thinking.start(user_id)
         await self.send(events.session_created(self.settings.to_wire()))
+        await self._greet()
+
+    async def _greet(self) -> None:
+        """A persona's greeting opens a conversation that has not started yet."""
+        if self.settings.greeting and not self.conversation.items and self._active is None:
+            await self._start_response(TurnTimeline(), overrides={}, fixed_text=self.settings.greeting)
 
     def _apply_settings(self, updated: SessionSettings) -> None:
         if updated.input_rate_hz != self.settings.input_rate_hz or updated.turn_detection != self.settings.turn_detection:
@@ -166,6 +188,7 @@ class RealtimeSession:
             return
         self._closed = True
         self._gate.close()
+        await self._thinking.aclose(self.conversation.chat_history())
         await self.input.aclose()
         if self._partials is not None:
             await self._partials.aclose()
@@ -225,15 +248,18 @@ class RealtimeSession:
 
     async def _on_session_update(self, event: ClientEvent) -> None:
         try:
-            updated = apply_session_update(self.settings, event.raw["session"])
+            updated = apply_session_update(self.settings, event.raw["session"], self._services.personas)
             if self._pinned:
-                updated = apply_session_update(updated, self._pinned)
+                updated = apply_session_update(updated, self._pinned, self._services.personas)
         except SettingsError as exc:
             raise ProtocolError("invalid_value", str(exc), param=exc.param, client_event_id=event.event_id) from None
         except (TypeError, ValueError) as exc:
             raise ProtocolError("invalid_value", f"invalid session: {exc}", client_event_id=event.event_id) from None
+        new_persona = updated.persona is not None and updated.persona != self.settings.persona
         self._apply_settings(updated)
         await self.send(events.session_updated(self.settings.to_wire()))
+        if new_persona:
+            await self._greet()
 
     async def _on_append(self, event: ClientEvent) -> None:
         try:
@@ -284,6 +310,9 @@ class RealtimeSession:
 
     async def _on_item_create(self, event: ClientEvent) -> None:
         raw = event.raw["item"]
+        if raw.get("type") in ("function_call", "function_call_output"):
+            await self._create_function_item(raw, event)
+            return
         if raw.get("type") != "message":
             raise ProtocolError("unsupported_item", f"conversation items of type {raw.get('type')!r} are not supported",
                                 param="item.type", client_event_id=event.event_id)
@@ -307,11 +336,43 @@ class RealtimeSession:
         prev = await self._add_item(item, after=previous)
         await self.send(events.item_added(item.to_wire(), previous_item_id=prev))
         await self.send(events.item_done(item.to_wire(), previous_item_id=prev))
+        if role == "user":
+            await self._thinking.on_user_words(item.text or "", self._text_language(item.text or ""))
 
-    async def _add_item(self, item: ConversationItem, *, after: str | None = None) -> str | None:
+    async def _create_function_item(self, raw: dict[str, Any], event: ClientEvent) -> None:
+        """A client tool's result (``function_call_output``), or a call replayed into the history."""
+        call_id = raw.get("call_id")
+        if not isinstance(call_id, str) or not call_id:
+            raise ProtocolError("invalid_value", "function items need a call_id", param="item.call_id",
+                                client_event_id=event.event_id)
+        calls = {i.call_id for i in self.conversation.items if i.type == "function_call"}
+        if raw["type"] == "function_call_output":
+            if call_id not in calls:
+                raise ProtocolError("item_not_found", f"no function_call with call_id {call_id!r}",
+                                    param="item.call_id", client_event_id=event.event_id)
+            output = str(raw.get("output") or "")
+            if len(output) > self.config.server.max_item_chars:
+                raise ProtocolError("item_too_large", f"output of {len(output)} characters exceeds the limit of "
+                                    f"{self.config.server.max_item_chars}", param="item.output",
+                                    client_event_id=event.event_id)
+            item = ConversationItem.function_call_output(item_id=raw.get("id") or new_id("item"), call_id=call_id,
+                                                         output=output)
+        else:
+            item = ConversationItem.function_call(item_id=raw.get("id") or new_id("item"), call_id=call_id,
+                                                  name=str(raw.get("name") or ""), arguments=str(raw.get("arguments") or "{}"))
+        previous = event.raw.get("previous_item_id")
+        if previous is not None and self.conversation.get(previous) is None:
+            raise ProtocolError("item_not_found", f"previous_item_id {previous!r} does not exist",
+                                param="previous_item_id", client_event_id=event.event_id)
+        prev = await self._add_item(item, after=previous)
+        await self.send(events.item_added(item.to_wire(), previous_item_id=prev))
+        await self.send(events.item_done(item.to_wire(), previous_item_id=prev))
+
+    async def _add_item(self, item: ConversationItem, *, after: str | None = None,
+                        before: str | None = None) -> str | None:
         """Adds an item; a conversation over ``server.max_conversation_items`` loses its oldest
         items, each announced with ``conversation.item.deleted`` so clients stay in step."""
-        previous = self.conversation.add(item, after=after)
+        previous = self.conversation.add(item, after=after, before=before)
         limit = max(2, self.config.server.max_conversation_items)
         while len(self.conversation.items) > limit:
             oldest = self.conversation.items[0]
@@ -377,6 +438,7 @@ class RealtimeSession:
     # -- InputHooks -------------------------------------------------------------------
     async def on_speech_started(self, audio_start_ms: int) -> None:
         self._speech_item_id = new_id("item")
+        self._thinking.user_started_speaking()
         self._speech_during_response = self._active is not None or self._audible is not None
         await self.send(events.speech_started(audio_start_ms=audio_start_ms, item_id=self._speech_item_id))
         if self._partials is not None and self._wants_partials(self._partials.language):
@@ -491,6 +553,8 @@ class RealtimeSession:
             await self.send(events.transcription_completed(
                 item_id=item.id, transcript=text, audio_secs=len(utterance.audio) / MODEL_SAMPLE_RATE_HZ))
         await self.send(events.item_done(item.to_wire(), previous_item_id=previous))
+        if text.strip():
+            await self._thinking.on_user_words(text, transcript.language or self._user_language())
         if not respond or not text.strip():
             return
         if during_response and self._barge_in.is_backchannel(text):
@@ -501,6 +565,9 @@ class RealtimeSession:
         await self._start_response(timeline, overrides={})
 
     # -- responses --------------------------------------------------------------------
+    def _text_language(self, text: str) -> str | None:
+        return "zh" if any("\u4e00" <= ch <= "\u9fff" for ch in text) else self._user_language() or "en"
+
     def _user_language(self) -> str | None:
         return self.settings.transcription_language or self._last_user_language
 
@@ -514,13 +581,15 @@ class RealtimeSession:
         instructions = overrides.get("instructions") or settings.instructions
         response_id, item_id = new_id("resp"), new_id("item")
         audio = "audio" in modalities
-        messages = self.conversation.chat_messages(instructions=instructions,
-                                                   max_messages=self.config.assistant.history_messages)
+        server_tools = self._server_tool_specs()
+        client_tools = settings.tools if settings.tool_choice != "none" else ()
         plan = ResponsePlan(
-            response_id=response_id, item_id=item_id, messages=messages,
+            response_id=response_id, item_id=item_id, messages=[],
             generation=GenerationParams(max_tokens=4096 if max_tokens == "inf" else int(max_tokens),
                                         temperature=self.config.assistant.temperature,
-                                        adapter=self.config.assistant.llm_adapter or None),
+                                        adapter=settings.llm_adapter or self.config.assistant.llm_adapter or None,
+                                        tools=(*server_tools, *client_tools),
+                                        tool_choice=settings.tool_choice if client_tools else "auto"),
             modalities=modalities, output_rate_hz=settings.output_rate_hz, voice=settings.voice, speed=settings.speed,
             frame_ms=self.config.audio.output_frame_ms, max_lead_ms=self.config.audio.max_lead_ms,
             binary_audio=settings.binary_audio,
@@ -528,11 +597,18 @@ class RealtimeSession:
             token_timeout_s=self.config.assistant.llm_token_timeout_s,
             tts_chunk_timeout_s=self.config.assistant.tts_chunk_timeout_s,
             fixed_text=fixed_text,
+            server_tools=frozenset(t.name for t in server_tools),
+            max_tool_rounds=self.config.assistant.max_tool_rounds,
+            filler_after_s=self.config.assistant.tool_filler_after_s,
+            filler_text=filler(self._user_language() or (settings.persona.language if settings.persona else None)),
         )
         handle = SpeechHandle(response_id=response_id)
         self._gate.open(handle.generation)
+        tool_calls = ResponseToolCalls(response_id=response_id, message_item_id=item_id,
+                                       registry=self._services.tools, add_item=self._add_item, send=self.send)
         runner = ResponseRunner(plan=plan, engines=self._engines, handle=handle, gate=self._gate,
-                                send_event=self.send, send_audio=self.send_audio_bytes, timeline=timeline)
+                                send_event=self.send, send_audio=self.send_audio_bytes, timeline=timeline,
+                                tools=tool_calls)
         item = ConversationItem(id=item_id, role="assistant", content_type="output_audio" if audio else "output_text",
                                 status="in_progress")
         previous = await self._add_item(item)
@@ -545,7 +621,8 @@ class RealtimeSession:
         if audio:
             self.input.set_interrupt_guard(self._barge_in.min_speech_ms)
         self._audible = None
-        task = self._spawn(self._drive_response(runner, item, previous, after=after or [], instructions=instructions),
+        task = self._spawn(self._drive_response(runner, item, previous, after=after or [], instructions=instructions,
+                                                tool_calls=tool_calls),
                            name=f"response-{response_id}")
         self._active = _ActiveResponse(runner=runner, item=item, task=task)
 
@@ -563,15 +640,35 @@ class RealtimeSession:
             response["latency"] = latency  # tingshuo extension: per-stage ms from the end of user speech
         return response
 
+    def _server_tool_specs(self) -> tuple[ToolSpec, ...]:
+        registry = self._services.tools
+        wanted = [n.strip() for n in self.config.assistant.server_tools.split(",") if n.strip()]
+        if registry is None or not wanted:
+            return ()
+        return tuple(spec for spec in registry.specs() if spec.name in wanted)
+
     async def _drive_response(self, runner: ResponseRunner, item: ConversationItem, previous: str | None, *,
-                              after: list[asyncio.Task[Any]], instructions: str) -> None:
+                              after: list[asyncio.Task[Any]], instructions: str,
+                              tool_calls: ResponseToolCalls) -> None:
         plan = runner.plan
+        citations = ""
 
         async def run() -> None:
+            nonlocal citations
             if after:  # cancelling this wait (a barge-in) leaves the transcriptions running
                 await asyncio.wait(after)
-                runner.plan = dataclasses.replace(plan, messages=self.conversation.chat_messages(
-                    instructions=instructions, max_messages=self.config.assistant.history_messages))
+            confirmation = self._thinking.take_confirmation() if plan.fixed_text is None else None
+            if confirmation is not None:  # a memory request: its fixed reply, no LLM
+                runner.plan = dataclasses.replace(plan, fixed_text=confirmation)
+            elif plan.fixed_text is None:
+                history = self.conversation.chat_history()
+                query = next((m.content for m in reversed(history) if m.role == "user"), "")
+                language = self._user_language() or (self.settings.persona.language if self.settings.persona else None)
+                prepared = await self._thinking.prepare(instructions=instructions, history=history, query=query,
+                                                        language=language)
+                citations = prepared.citations
+                runner.plan = dataclasses.replace(plan, messages=prepared.messages)
+            runner.timeline.mark("prompt_ready")
             await runner.run()
 
         run_task = asyncio.create_task(run(), name=f"run-{plan.response_id}")
@@ -596,14 +693,19 @@ class RealtimeSession:
         if status == "completed":
             item.text = outcome.spoken.full_text() if runner.speaks else outcome.full_text
             item.status = "completed"
+            if citations and item.text.strip():
+                item.citations = citations
+                await self._send_citations(runner, citations)
         else:
             played = outcome.clock.played_ms() if outcome.clock else 0.0
             item.text = outcome.spoken.heard_text(played) if runner.speaks else outcome.full_text
             item.status = "incomplete"
         item.audio_ms = outcome.spoken.total_audio_ms
-        await self._send_response_end(runner, item, previous, status, reason)
+        await self._send_response_end(runner, item, previous, status, reason, extra_output=tool_calls.output_items)
         if self._active is not None and self._active.runner is runner:
             self._active = None
+        if status == "completed":
+            self._thinking.after_answer()
         if status == "failed":
             await self._apologise_for(runner)
         if status == "completed" and runner.speaks:
@@ -629,11 +731,21 @@ class RealtimeSession:
         await self._start_response(TurnTimeline(), overrides={"output_modalities": modalities},
                                    fixed_text=apology("answer", self._user_language()))
 
+    async def _send_citations(self, runner: ResponseRunner, citations: str) -> None:
+        """Sources go into the transcript, never into the audio."""
+        ids = {"response_id": runner.plan.response_id, "item_id": runner.plan.item_id}
+        delta = "\n" + citations
+        if runner.speaks:
+            await self.send(events.audio_transcript_delta(**ids, delta=delta))
+        else:
+            await self.send(events.text_delta(**ids, delta=delta))
+
     async def _send_response_end(self, runner: ResponseRunner, item: ConversationItem, previous: str | None,
-                                 status: str, reason: str | None) -> None:
+                                 status: str, reason: str | None,
+                                 extra_output: list[ConversationItem] | None = None) -> None:
         plan = runner.plan
         ids = {"response_id": plan.response_id, "item_id": plan.item_id}
-        text = item.text or ""
+        text = item.wire_text()
         if runner.speaks:
             await self.send(events.audio_done(**ids))
             await self.send(events.audio_transcript_done(**ids, transcript=text))
@@ -646,7 +758,8 @@ class RealtimeSession:
         self._metrics.observe_timeline(latency)
         self._metrics.responses.labels(status=status).inc()
         log.info("response %s %s latency_ms=%s", plan.response_id, status, latency)
-        await self.send(events.response_done(self._response_wire(plan, status, [item.to_wire()], reason, latency)))
+        output = [item.to_wire(), *(extra.to_wire() for extra in extra_output or ())]
+        await self.send(events.response_done(self._response_wire(plan, status, output, reason, latency)))
 
     async def _interrupt(self, active: _ActiveResponse, *, reason: str) -> None:
         """Stop a response now and wait until its final events are sent."""

@@ -13,7 +13,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from models.interfaces import ToolSpec
 from streaming.turn_policy import TurnPolicy
+from thinking.personas import Persona, PersonaError, PersonaLibrary
 
 SUPPORTED_RATES_HZ = (24_000, 16_000)
 REALTIME_RATE_HZ = 24_000
@@ -64,6 +66,15 @@ class SessionSettings:
     output_modalities: tuple[str, ...] = ("audio",)
     max_output_tokens: int = 200
     binary_audio: bool = False
+    tools: tuple[ToolSpec, ...] = ()
+    """Client-side function tools (``session.tools``): the client runs them and sends the output."""
+    tool_choice: Literal["auto", "none", "required"] = "auto"
+    prompt: dict[str, Any] | None = None
+    """The persona reference as the client sent it (``{"id", "version", "variables"}``)."""
+    persona: Persona | None = None
+    greeting: str = ""
+    """The chosen persona's greeting, rendered."""
+    llm_adapter: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
         transcription = (
@@ -91,6 +102,10 @@ class SessionSettings:
                     "speed": self.speed,
                 },
             },
+            "tools": [{"type": "function", "name": t.name, "description": t.description, "parameters": t.parameters}
+                      for t in self.tools],
+            "tool_choice": self.tool_choice,
+            **({"prompt": self.prompt} if self.prompt else {}),
         }
 
 
@@ -122,9 +137,65 @@ def _turn_detection(raw: Any, current: TurnDetectionSettings | None) -> TurnDete
     return dataclasses.replace(base, mode=raw["type"], **changes)
 
 
-def apply_session_update(settings: SessionSettings, session: dict[str, Any]) -> SessionSettings:
-    """Return new settings with the update applied; raises :class:`SettingsError` on a bad field."""
+def _tools(raw: Any) -> tuple[ToolSpec, ...]:
+    if not isinstance(raw, list):
+        raise SettingsError("tools must be a list", param="session.tools")
+    specs = []
+    for i, tool in enumerate(raw):
+        if not isinstance(tool, dict) or tool.get("type", "function") != "function":
+            raise SettingsError("only function tools are supported", param=f"session.tools.{i}.type")
+        name = tool.get("name")
+        if not isinstance(name, str) or not name:
+            raise SettingsError("a function tool needs a name", param=f"session.tools.{i}.name")
+        parameters = tool.get("parameters") or {"type": "object", "properties": {}}
+        if not isinstance(parameters, dict):
+            raise SettingsError("parameters must be a JSON schema object", param=f"session.tools.{i}.parameters")
+        specs.append(ToolSpec(name=name, description=str(tool.get("description") or ""), parameters=parameters))
+    return tuple(specs)
+
+
+def _persona_changes(prompt: Any, personas: PersonaLibrary | None) -> dict[str, Any]:
+    """``session.prompt`` names a persona: its instructions, voice, language and adapter."""
+    if prompt is None:
+        return {"prompt": None, "persona": None, "greeting": "", "llm_adapter": None}
+    if not isinstance(prompt, dict) or not isinstance(prompt.get("id"), str):
+        raise SettingsError("prompt must be an object with a persona 'id'", param="session.prompt.id")
+    if personas is None:
+        raise SettingsError("this server has no personas", param="session.prompt.id")
+    try:
+        persona = personas.get(prompt["id"], prompt.get("version"))
+        variables = prompt.get("variables") or {}
+        if not isinstance(variables, dict):
+            raise PersonaError("variables must be an object")
+        instructions, greeting = persona.render(variables)
+    except PersonaError as exc:
+        raise SettingsError(str(exc), param="session.prompt") from None
+    changes: dict[str, Any] = {
+        "prompt": {"id": persona.id, "version": str(persona.version), "variables": variables},
+        "persona": persona, "instructions": instructions, "greeting": greeting,
+        "llm_adapter": persona.llm_adapter or None,
+        "transcription_language": persona.recognition_language(),
+    }
+    if persona.voice:
+        changes["voice"] = persona.voice
+    return changes
+
+
+def apply_session_update(settings: SessionSettings, session: dict[str, Any],
+                         personas: PersonaLibrary | None = None) -> SessionSettings:
+    """Return new settings with the update applied; raises :class:`SettingsError` on a bad field.
+
+    A persona (``prompt``) is applied first, so the same update's own ``instructions``,
+    ``voice`` or transcription language win over the persona's."""
     changes: dict[str, Any] = {}
+    if "prompt" in session:
+        changes.update(_persona_changes(session["prompt"], personas))
+    if "tools" in session and session["tools"] is not None:
+        changes["tools"] = _tools(session["tools"])
+    if (choice := session.get("tool_choice")) is not None:
+        if choice not in ("auto", "none", "required"):
+            raise SettingsError("tool_choice must be 'auto', 'none' or 'required'", param="session.tool_choice")
+        changes["tool_choice"] = choice
     if "instructions" in session and session["instructions"] is not None:
         changes["instructions"] = str(session["instructions"])
     if (modalities := session.get("output_modalities")) is not None:

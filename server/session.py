@@ -173,8 +173,9 @@ class RealtimeSession:
         await self._greet()
 
     async def _greet(self) -> None:
-        """A persona's greeting opens a conversation that has not started yet."""
-        if self.settings.greeting and not self.conversation.items and self._active is None:
+        """A persona's greeting opens a conversation the user has not spoken in yet."""
+        user_spoke = any(item.role == "user" for item in self.conversation.items)
+        if self.settings.greeting and not user_spoke and self._active is None:
             await self._start_response(TurnTimeline(), overrides={}, fixed_text=self.settings.greeting)
 
     def _apply_settings(self, updated: SessionSettings) -> None:

@@ -81,6 +81,19 @@ def personas_dir(config: Config) -> Path:
     return Path(config.assistant.personas_dir) if config.assistant.personas_dir else REPO_PERSONAS
 
 
+def _server_tools(config: Config, services: ThinkingServices) -> Any:
+    from thinking.builtin_tools import clock_tool, knowledge_tool
+    from thinking.tool_registry import ToolRegistry
+
+    registry = ToolRegistry([clock_tool(default_timezone=config.assistant.timezone)])
+    kb = services.knowledge
+    if kb is not None:
+        registry.register(knowledge_tool(lambda q: kb.search(q, k=config.knowledge.top_k,
+                                                             min_score=config.knowledge.min_score),
+                                         executor=services.executor))
+    return registry
+
+
 def load_thinking(config: Config) -> ThinkingServices:
     """Blocking (it may load the embedding model): call it before the server starts serving."""
     services = ThinkingServices(personas=PersonaLibrary.from_directory(personas_dir(config)))
@@ -97,6 +110,7 @@ def load_thinking(config: Config) -> ThinkingServices:
             log.error("knowledge base %s not used: %s", kb_path, exc)
     else:
         log.info("no knowledge base at %s (tingshuo kb add PATH... makes one)", kb_path)
+    services.tools = _server_tools(config, services)
     if config.memory.enabled:
         from thinking.user_memory import MemoryParams, UserMemory
 

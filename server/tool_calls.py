@@ -11,7 +11,6 @@ are not response output: no client is expected to act on them.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -64,14 +63,10 @@ class ResponseToolCalls:
                                                    arguments=call.arguments)
         await self._record(call_item)
         if self._registry is None:
-            output = json.dumps({"error": f"no tool named {call.name!r}"})
+            output = f"Error: there is no tool named {call.name!r}"
         else:
-            result = await self._registry.call(call.name, call.arguments)
-            if result.error is not None:
-                log.warning("tool %s failed: %s", call.name, result.error)
-                output = json.dumps({"error": result.error}, ensure_ascii=False)
-            else:
-                output = result.output
+            result = await self._registry.call(call.name, call.arguments)  # never raises
+            output = result.content
         output = output[:MAX_TOOL_OUTPUT_CHARS]
         await self._record(ConversationItem.function_call_output(item_id=new_id("item"), call_id=call.call_id,
                                                                  output=output))

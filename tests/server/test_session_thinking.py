@@ -1,0 +1,68 @@
+"""A session's thinking when its parts are missing or broken: an empty knowledge base adds
+nothing to the prompt, a corrupt memory file is reported once and the conversation goes on,
+and a memory request without a user id gets a plain answer."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from models.e5_embedder import E5Embedder
+from models.interfaces import ChatMessage
+from server.config import Config, MemorySection
+from server.session_thinking import SessionThinking
+from server.thinking_services import ThinkingServices
+from thinking.knowledge_base import KnowledgeBase
+from thinking.personas import PersonaLibrary
+from thinking.user_memory import UserMemory
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return E5Embedder.load()
+
+
+def _thinking(services: ThinkingServices, reports: list) -> SessionThinking:
+    async def report(code: str, message: str) -> None:
+        reports.append((code, message))
+
+    return SessionThinking(services=services, llm=None, config=Config(), session_id="sess_t", report=report)
+
+
+async def test_an_empty_knowledge_base_adds_nothing_to_the_prompt(tmp_path, embedder):
+    kb = KnowledgeBase.open(tmp_path / "kb.sqlite", embedder=embedder, create=True)
+    reports: list = []
+    thinking = _thinking(ThinkingServices(personas=PersonaLibrary([]), knowledge=kb), reports)
+    prepared = await thinking.prepare(instructions="Be brief.", history=[ChatMessage("user", "When do you open?")],
+                                      query="When do you open?", language="en")
+    assert prepared.citations == "" and reports == []
+    assert prepared.messages[0] == ChatMessage("system", "Be brief.")
+    kb.close()
+
+
+async def test_a_corrupt_memory_file_is_reported_once_and_the_session_goes_on(tmp_path):
+    path = tmp_path / "memory.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    reports: list = []
+    thinking = _thinking(ThinkingServices(personas=PersonaLibrary([]), memory=UserMemory(path=path)), reports)
+    await thinking.start("user-1")
+    await thinking.on_user_words("Please remember that I like tea.", "en")
+    assert thinking.take_confirmation() == "Sorry, my memory isn't working right now."
+    await thinking.on_user_words("Please remember that I like coffee.", "en")
+    assert [code for code, _ in reports] == ["memory_unavailable"]
+    prepared = await thinking.prepare(instructions="Be brief.", history=[ChatMessage("user", "Hi")], query="Hi",
+                                      language="en")
+    assert prepared.messages[-1] == ChatMessage("user", "Hi")
+
+
+async def test_a_memory_request_without_a_user_id_is_answered_plainly(tmp_path):
+    reports: list = []
+    thinking = _thinking(ThinkingServices(personas=PersonaLibrary([]), memory=UserMemory(path=tmp_path / "m.sqlite")),
+                         reports)
+    await thinking.start(None)
+    await thinking.on_user_words("请记住我的生日是五月三日", "zh")
+    assert thinking.take_confirmation() == "抱歉，这里我没法在对话之间记住事情。"
+    assert thinking.take_confirmation() is None  # said once
+    await thinking.on_user_words("What's the weather like?", "en")
+    assert thinking.take_confirmation() is None and reports == []

@@ -3,7 +3,8 @@
 //   <script type="module" src="https://host/static/tingshuo-assistant.js"></script>
 //   <tingshuo-assistant server="wss://host/v1/realtime" token="..."></tingshuo-assistant>
 // Attributes: server, token, mode (hands-free | push-to-talk), lang (UI: en | zh), language
-// (what the user speaks: "" auto, en, zh), voice, instructions, settings (show the settings
+// (what the user speaks: "" auto, en, zh), persona (a server persona id: its role, voice,
+// language and greeting), voice, instructions, settings (show the settings
 // panel), kiosk (full screen, tap to wake, idle screen), idle-reset (seconds, kiosk).
 
 import { AssistantSession } from "./js/assistant-session.js";
@@ -43,6 +44,7 @@ const TEMPLATE = `
     <label><span data-t="language"></span>
       <select name="language"><option value="" data-t="auto"></option><option value="en">English</option><option value="zh">中文</option></select>
     </label>
+    <label><span data-t="persona"></span> <select name="persona"><option value="" data-t="none"></option></select></label>
     <label><span data-t="voice"></span> <input name="voice" autocomplete="off" placeholder="tingshuo"></label>
     <label><span data-t="instructions"></span> <textarea name="instructions" rows="3"></textarea></label>
     <button type="submit" data-t="apply"></button>
@@ -51,7 +53,7 @@ const TEMPLATE = `
 </div>`;
 
 export class TingshuoAssistant extends HTMLElement {
-  static observedAttributes = ["lang", "mode", "voice", "language", "instructions", "settings"];
+  static observedAttributes = ["lang", "mode", "persona", "voice", "language", "instructions", "settings"];
 
   constructor() {
     super();
@@ -73,6 +75,7 @@ export class TingshuoAssistant extends HTMLElement {
       voice: attr("voice"),
       language: attr("language"),
       instructions: attr("instructions"),
+      persona: attr("persona"),
     };
   }
 
@@ -121,9 +124,9 @@ export class TingshuoAssistant extends HTMLElement {
     if (!this.t) return;
     if (name === "lang") this.t = translator(pickLanguage(this.getAttribute("lang")));
     if (name === "settings") this.$(".gear").hidden = !this.hasAttribute("settings");
-    if (this.session && ["mode", "voice", "language", "instructions"].includes(name)) {
-      const { mode, voice, language, instructions } = this.options;
-      this.session.configure({ mode, voice, language, instructions });
+    if (this.session && ["mode", "persona", "voice", "language", "instructions"].includes(name)) {
+      const { mode, persona, voice, language, instructions } = this.options;
+      this.session.configure({ mode, persona, voice, language, instructions });
     }
     this.render();
   }
@@ -227,14 +230,31 @@ export class TingshuoAssistant extends HTMLElement {
     const o = this.options;
     form.elements.mode.value = o.mode;
     form.elements.language.value = o.language;
+    this.loadPersonas(o.persona);
     form.elements.voice.value = o.voice;
     form.elements.instructions.value = o.instructions;
+  }
+
+  /** Fill the persona menu from the server's list (GET /v1/personas next to the Realtime URL). */
+  async loadPersonas(current) {
+    const select = this.$(".settings").elements.persona;
+    try {
+      const url = new URL(this.options.url.replace(/^ws/, "http"));
+      url.pathname = url.pathname.replace(/\/realtime$/, "/personas");
+      url.search = "";
+      const { personas } = await (await fetch(url)).json();
+      for (const old of [...select.options].slice(1)) old.remove();
+      for (const p of personas) select.add(new Option(`${p.name} (${p.language})`, p.id));
+    } catch {
+      // an older server or another Realtime server: no persona menu beyond "none"
+    }
+    select.value = current || "";
   }
 
   applySettings(e) {
     e.preventDefault();
     const f = e.target.elements;
-    for (const name of ["mode", "language", "voice", "instructions"]) {
+    for (const name of ["mode", "persona", "language", "voice", "instructions"]) {
       const value = f[name].value.trim();
       if (value) this.setAttribute(name, value);
       else this.removeAttribute(name);

@@ -216,7 +216,8 @@ def apply_session_update(settings: SessionSettings, session: dict[str, Any],
     if "transcription" in audio_in:
         transcription = audio_in["transcription"]
         changes["transcription"] = transcription is not None
-        if isinstance(transcription, dict):
+        if isinstance(transcription, dict) and ("language" in transcription or "prompt" not in session):
+            # A persona chosen in the same update keeps its language unless one is named here.
             changes["transcription_language"] = transcription.get("language") or None
     if (voice := audio_out.get("voice")) is not None:
         changes["voice"] = voice["id"] if isinstance(voice, dict) else str(voice)

@@ -41,11 +41,11 @@ export function stageDurations(latency) {
 export class AssistantSession extends EventTarget {
   /**
    * @param {{url: string, token?: string, mode?: string, rate?: number,
-   *          voice?: string, language?: string, instructions?: string}} options
+   *          voice?: string, language?: string, instructions?: string, persona?: string}} options
    */
   constructor(options) {
     super();
-    this.options = { mode: "hands-free", rate: 24000, voice: "", language: "", instructions: "", ...options };
+    this.options = { mode: "hands-free", rate: 24000, voice: "", language: "", instructions: "", persona: "", ...options };
     this.audio = new AudioEngine({ rate: this.options.rate });
     this.audio.onFrame = (pcm, level) => this.onMicFrame(pcm, level);
     this.audio.onPlayback = (msg) => this.onPlayback(msg);
@@ -175,6 +175,7 @@ export class AssistantSession extends EventTarget {
     const output = { format };
     if (o.voice) output.voice = o.voice;
     const session = { type: "realtime", output_modalities: ["audio"], audio: { input, output } };
+    if (o.persona) session.prompt = { id: o.persona };
     if (o.instructions) session.instructions = o.instructions;
     return session;
   }
@@ -183,7 +184,7 @@ export class AssistantSession extends EventTarget {
     this.connection?.send({ type: "session.update", session: this.sessionConfig() });
   }
 
-  /** Change mode, voice, language or instructions; applied at once through session.update. */
+  /** Change mode, persona, voice, language or instructions; applied at once through session.update. */
   configure(changes) {
     Object.assign(this.options, changes);
     if (this.conn === "open") this.sendSessionUpdate();

@@ -1,8 +1,8 @@
 // The pages (talk page, kiosk, iframe embed) take the element's options from their URL:
-// ?server=wss://...&token=...&mode=push-to-talk&lang=zh&language=zh&voice=...&instructions=...
+// ?server=wss://...&token=...&mode=push-to-talk&lang=zh&language=zh&persona=museum_guide&voice=...&instructions=...
 // &kiosk&idle-reset=90&autostart. A kiosk operator pins a persona by pinning the URL.
 
-const OPTIONS = ["server", "token", "mode", "lang", "language", "voice", "instructions", "idle-reset"];
+const OPTIONS = ["server", "token", "mode", "lang", "language", "persona", "voice", "instructions", "idle-reset"];
 const FLAGS = ["kiosk", "settings", "autostart"];
 
 const params = new URLSearchParams(location.search);

@@ -214,3 +214,25 @@ def test_denied_microphone_is_explained(playwright, server_url, tmp_path):
         assert key in ("mic.denied", "mic.absent"), key
         assert "麦克风" in shadow_text(page, ".notice")
         assert shadow_text(page, ".talk") == "开始对话"  # still offers to try again
+
+
+def test_a_persona_from_the_page_url_greets_and_the_settings_menu_switches_it(playwright, server_url, tmp_path):
+    wav = microphone_wav(tmp_path / "quiet.wav", 60)
+    with browser_page(playwright, wav) as page:
+        page.goto(page_url(server_url, "/", lang="zh", persona="library_guide_zh", settings=""))
+        start(page)
+        wait_for_stats(page, "s.receivedSamples > 0 && s.state === 'listening'", timeout_s=TURN_TIMEOUT_S)
+        shown = turns(page)
+        assert [t["role"] for t in shown] == ["assistant"], dump(shown)
+        assert shown[0]["text"].startswith("您好，我是城东图书馆的小听"), dump(shown)
+        page.click("tingshuo-assistant >> .gear")
+        page.wait_for_function("() => document.querySelector('tingshuo-assistant').shadowRoot"
+                               ".querySelector('select[name=persona]').options.length >= 3", timeout=10_000)
+        page.select_option("tingshuo-assistant >> select[name=persona]", "museum_guide")
+        page.click("tingshuo-assistant >> .settings button[type=submit]")
+        page.wait_for_function("() => [...document.querySelector('tingshuo-assistant').shadowRoot"
+                               ".querySelectorAll('.turn .text')].some(t => t.textContent.startsWith(\"Hello, I'm Ada\"))",
+                               timeout=TURN_TIMEOUT_S * 1000)
+        s = wait_for_stats(page, "s.state === 'listening'", timeout_s=TURN_TIMEOUT_S)
+        assert s["renderedSamples"] >= 0.95 * s["receivedSamples"] > RATE, dump(s)
+        keep_screenshot(page, "persona-greeting.png", tmp_path)

@@ -11,13 +11,15 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Executor
+from typing import TypeVar
 
 _END = object()
+T = TypeVar("T")
 
 
 async def stream_from_thread(
-    produce: Callable[[threading.Event], Iterator[str]], *, executor: Executor | None = None
-) -> AsyncIterator[str]:
+    produce: Callable[[threading.Event], Iterator[T]], *, executor: Executor | None = None
+) -> AsyncIterator[T]:
     loop = asyncio.get_running_loop()
     # Unbounded on purpose: the producer is a thread that must never block on the
     # loop, and its output is bounded by the generation's max_tokens.

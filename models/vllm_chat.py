@@ -5,7 +5,9 @@ one saves the HTTP hop. The chat template is the served model's own (its tokeniz
 ``apply_chat_template``), never assembled by string concatenation here. LoRA adapters: vLLM
 serves several on one base model; a persona names its adapter and each request carries the
 matching ``LoRARequest``. Closing the stream (barge-in) aborts the request inside the engine,
-which frees its KV cache and batch slot at once.
+which frees its KV cache and batch slot at once. Tools go to the chat template, which writes
+the model's own tool prompt; the calls come back as text, found by
+:class:`models.text_tool_calls.TextToolCalls` (vLLM's tool parsers belong to its HTTP server).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.interfaces import ChatMessage, GenerationParams
+from models.chat_payloads import template_messages, tool_payload
+from models.interfaces import ChatMessage, GenerationParams, ToolCall
+from models.text_tool_calls import TextToolCalls
 
 
 @dataclass(frozen=True)
@@ -80,18 +84,25 @@ class VLLMChatModel:
         return SamplingParams(max_tokens=params.max_tokens, temperature=params.temperature,
                               output_kind=RequestOutputKind.DELTA)
 
-    async def stream_chat(self, messages: Sequence[ChatMessage], params: GenerationParams) -> AsyncIterator[str]:
+    async def stream_chat(self, messages: Sequence[ChatMessage],
+                          params: GenerationParams) -> AsyncIterator[str | ToolCall]:
         lora = self._lora(params.adapter)
         tokenizer = await self._engine.get_tokenizer()
-        prompt = tokenizer.apply_chat_template([{"role": m.role, "content": m.content} for m in messages],
-                                               tokenize=False, add_generation_prompt=True)
+        offered = params.tools if params.tool_choice != "none" else ()
+        extra = {"tools": tool_payload(offered)} if offered else {}  # the template writes the tool prompt
+        prompt = tokenizer.apply_chat_template(template_messages(messages), tokenize=False,
+                                               add_generation_prompt=True, **extra)
+        calls = TextToolCalls(offered=(t.name for t in offered))
         request_id = f"tingshuo-{next(self._ids)}-{uuid.uuid4().hex[:8]}"
         finished = False
         try:
             async for output in self._engine.generate(prompt, self._sampling(params), request_id, lora_request=lora):
                 if text := output.outputs[0].text:
-                    yield text
+                    for item in calls.push(text):
+                        yield item
                 finished = output.finished
+            for item in calls.flush():
+                yield item
         finally:
             if not finished:
                 await self._engine.abort(request_id)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from models.interfaces import ChatMessage, GenerationParams
+from models.interfaces import ChatMessage, GenerationParams, ToolCall, ToolSpec
 from models.vllm_chat import VLLMChatModel, VLLMParams, parse_adapters
 
 
@@ -46,17 +46,23 @@ def vllm_types(monkeypatch):
 
 
 class Tokenizer:
-    def apply_chat_template(self, messages, tokenize, add_generation_prompt):
+    def __init__(self) -> None:
+        self.messages: list[dict] = []
+
+    def apply_chat_template(self, messages, tokenize, add_generation_prompt, tools=None):
         assert tokenize is False and add_generation_prompt is True
-        return "<template>" + "|".join(f"{m['role']}:{m['content']}" for m in messages)
+        self.messages = messages
+        offered = f"<tools>{','.join(t['function']['name'] for t in tools)}</tools>" if tools else ""
+        return "<template>" + offered + "|".join(f"{m['role']}:{m['content']}" for m in messages)
 
 
 class StandInEngine:
     def __init__(self, pieces: list[str]) -> None:
         self.pieces, self.calls, self.aborted = pieces, [], []
+        self.tokenizer = Tokenizer()
 
     async def get_tokenizer(self):
-        return Tokenizer()
+        return self.tokenizer
 
     async def generate(self, prompt, sampling, request_id, lora_request=None):
         self.calls.append((prompt, sampling, request_id, lora_request))
@@ -81,6 +87,21 @@ async def test_streams_deltas_with_the_models_own_chat_template():
     assert prompt == "<template>system:Be brief.|user:Hello"
     assert sampling == SamplingParams(max_tokens=32, temperature=0.2, output_kind="delta")
     assert lora is None and engine.aborted == []  # a finished request needs no abort
+
+
+async def test_tools_go_to_the_template_and_calls_come_back_as_tool_calls():
+    clock = ToolSpec("get_current_time", "The time now.", {"type": "object", "properties": {}})
+    engine = StandInEngine(['{"name": "get_current_time", ', '"arguments": {"timezone": "Asia/Tokyo"}}'])
+    model = VLLMChatModel(PARAMS, engine=engine)
+    earlier = ToolCall("call_z", "get_current_time", '{"timezone": "UTC"}')
+    history = [*MESSAGES, ChatMessage("assistant", "", tool_calls=(earlier,)),
+               ChatMessage("tool", "14:05", tool_call_id="call_z")]
+    (call,) = [p async for p in model.stream_chat(history, GenerationParams(tools=(clock,)))]
+    assert call.name == "get_current_time" and call.arguments == '{"timezone": "Asia/Tokyo"}'
+    assert engine.calls[0][0].startswith("<template><tools>get_current_time</tools>system:Be brief.")
+    # A Hugging Face template applies tojson to the arguments itself: they go in decoded.
+    assert engine.tokenizer.messages[2]["tool_calls"][0]["function"]["arguments"] == {"timezone": "UTC"}
+    assert engine.tokenizer.messages[3] == {"role": "tool", "tool_call_id": "call_z", "content": "14:05"}
 
 
 async def test_closing_mid_answer_aborts_the_request_in_the_engine():

@@ -665,8 +665,9 @@ class RealtimeSession:
                 history = self.conversation.chat_history()
                 query = next((m.content for m in reversed(history) if m.role == "user"), "")
                 language = self._user_language() or (self.settings.persona.language if self.settings.persona else None)
-                prepared = await self._thinking.prepare(instructions=instructions, history=history, query=query,
-                                                        language=language)
+                hint = self.config.assistant.tool_hint if plan.server_tools else ""
+                prepared = await self._thinking.prepare(instructions=f"{instructions} {hint}".strip(), history=history,
+                                                        query=query, language=language)
                 citations = prepared.citations
                 runner.plan = dataclasses.replace(plan, messages=prepared.messages)
             runner.timeline.mark("prompt_ready")

@@ -144,13 +144,27 @@ class SessionThinking:
             await self._report("knowledge_unavailable", f"the knowledge base could not be searched: {exc}")
         return ()
 
+    async def _memory_for(self, query: str) -> str:
+        """What was recalled at the start, plus older facts that match this question (the start
+        recalls only the newest ``memory.recall_facts``)."""
+        memory = self._services.memory
+        if memory is None or self.user_id is None or not query.strip() or self._memory_failed:
+            return self._memory_text
+        user_id = self.user_id
+        facts = await self._memory_call(lambda: memory.relevant(user_id, query, k=3)) or []
+        extra = [f.text for f in facts if f.text not in self._memory_text]
+        if not extra:
+            return self._memory_text
+        lines = "\n".join(f"- {text}" for text in extra)
+        return f"{self._memory_text}\n\nOther things the user asked you to remember that may matter now:\n{lines}".strip()
+
     async def prepare(self, *, instructions: str, history: Sequence[ChatMessage], query: str,
                       language: str | None) -> PreparedPrompt:
         self._summariser.cancel()  # the LLM is needed for the answer now
         passages = await self._passages(query)
         notes, self._notes = tuple(self._notes), []
-        parts = PromptParts(instructions=instructions, memory=self._memory_text, notes=notes, passages=passages,
-                            language=language)
+        parts = PromptParts(instructions=instructions, memory=await self._memory_for(query), notes=notes,
+                            passages=passages, language=language)
         window = assemble(parts, history, budget_tokens=self._config.memory.history_token_budget,
                           summary=self._summariser.summary)
         self._dropped = window.dropped

@@ -66,3 +66,20 @@ async def test_a_memory_request_without_a_user_id_is_answered_plainly(tmp_path):
     assert thinking.take_confirmation() is None  # said once
     await thinking.on_user_words("What's the weather like?", "en")
     assert thinking.take_confirmation() is None and reports == []
+
+
+async def test_an_older_fact_that_matches_the_question_joins_the_recalled_ones(tmp_path):
+    memory = UserMemory(path=tmp_path / "m.sqlite")
+    memory.remember("u1", "my bicycle is locked at the north gate")
+    for i in range(12):  # newer facts push it out of the start-of-session recall (10)
+        memory.remember("u1", f"note number {i} about the weather")
+    thinking = _thinking(ThinkingServices(personas=PersonaLibrary([]), memory=memory), [])
+    await thinking.start("u1")
+    prepared = await thinking.prepare(instructions="Be brief.", history=[ChatMessage("user", "Where is my bicycle?")],
+                                      query="Where is my bicycle?", language="en")
+    system = prepared.messages[0].content
+    assert "note number 11" in system and "north gate" in system
+    unrelated = await thinking.prepare(instructions="Be brief.", history=[ChatMessage("user", "Hello")],
+                                       query="Hello", language="en")
+    assert "north gate" not in unrelated.messages[0].content
+    memory.close()

@@ -57,8 +57,9 @@ class ClientSocket:
             sending.close()
             raise ClientStalled("the client stopped reading")
         try:
-            await asyncio.wait_for(sending, self._send_timeout_s)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(self._send_timeout_s):  # no extra task, no extra trip round the loop
+                await sending
+        except TimeoutError:
             self._abort()
             raise ClientStalled(f"the client read nothing for {self._send_timeout_s:g} s") from None
 

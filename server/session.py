@@ -88,6 +88,8 @@ class RealtimeSession:
         self._send_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._active: _ActiveResponse | None = None
+        self._starting_responses = 0
+        """Responses between their first event and ``_active`` being set (graceful shutdown waits for them)."""
         self._audible: _ActiveResponse | None = None  # finished sending, client may still be playing
         self._speech_item_id: str | None = None
         self._speech_during_response = False
@@ -155,8 +157,8 @@ class RealtimeSession:
     # -- lifecycle --------------------------------------------------------------------
     @property
     def answering(self) -> bool:
-        """A response is being generated or its audio is still being sent."""
-        return self._active is not None
+        """A response is being started or generated, or its audio is still being sent."""
+        return self._active is not None or self._starting_responses > 0
 
     async def start(self, pinned: dict[str, Any] | None = None, user_id: str | None = None) -> None:
         """``pinned``: settings from the client secret that opened the session; they win over
@@ -416,6 +418,9 @@ class RealtimeSession:
         item.status = "incomplete"
 
     async def _on_response_create(self, event: ClientEvent) -> None:
+        if self._starting_responses:
+            raise ProtocolError("conversation_already_has_active_response", "a response is starting",
+                                client_event_id=event.event_id)
         if self._active is not None:
             raise ProtocolError("conversation_already_has_active_response",
                                 f"response {self._active.runner.plan.response_id} is still in progress",
@@ -576,6 +581,14 @@ class RealtimeSession:
                               after: list[asyncio.Task[Any]] | None = None, fixed_text: str | None = None) -> None:
         """Starts at once (``response.created`` goes out now); the prompt is built once the
         transcriptions in ``after`` have finished, so it holds the user's latest words."""
+        self._starting_responses += 1
+        try:
+            await self._begin_response(timeline, overrides=overrides, after=after, fixed_text=fixed_text)
+        finally:
+            self._starting_responses -= 1
+
+    async def _begin_response(self, timeline: TurnTimeline, *, overrides: dict[str, Any],
+                              after: list[asyncio.Task[Any]] | None, fixed_text: str | None) -> None:
         settings = self.settings
         modalities = tuple(overrides.get("output_modalities") or settings.output_modalities)
         max_tokens = overrides.get("max_output_tokens") or settings.max_output_tokens

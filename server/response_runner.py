@@ -47,6 +47,10 @@ class EngineTimeout(RuntimeError):
     """An engine call took longer than its configured limit."""
 
 
+class EmptyAnswer(RuntimeError):
+    """The LLM ended without a word (a small model's dropped tool call): a failure to the user."""
+
+
 @dataclass(frozen=True)
 class ResponsePlan:
     response_id: str
@@ -202,6 +206,10 @@ class ResponseRunner:
                 messages += [ChatMessage(role="assistant", content="", tool_calls=(call,)),
                              ChatMessage(role="tool", content=output, tool_call_id=call.call_id)]
 
+    def _check_not_empty(self) -> None:
+        if not self.outcome.full_text.strip() and not self.outcome.client_calls and self.plan.fixed_text is None:
+            raise EmptyAnswer("the LLM answered with no words")
+
     async def _generate(self, text_queue: asyncio.Queue[str | None]) -> None:
         chunker = SentenceChunker()
         self.timeline.mark("llm_request")
@@ -218,6 +226,7 @@ class ResponseRunner:
                     await text_queue.put(chunk)
             for chunk in chunker.flush():
                 await text_queue.put(chunk)
+            self._check_not_empty()
         except Exception:
             self.outcome.failed_stage = "llm"
             raise
@@ -296,6 +305,7 @@ class ResponseRunner:
                 self.outcome.full_text += text
                 await self._send_event(events.text_delta(
                     response_id=self.plan.response_id, item_id=self.plan.item_id, delta=text))
+            self._check_not_empty()
         except Exception:
             self.outcome.failed_stage = "llm"
             raise

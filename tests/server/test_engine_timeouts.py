@@ -179,3 +179,11 @@ async def test_a_failed_recogniser_is_followed_by_a_spoken_request_to_repeat():
     assert "the recogniser crashed" in failed["error"]["message"]
     (apology,) = _responses(sent)
     assert _text_of(apology) == "Sorry, I didn't catch that. Could you say it again?"
+
+
+async def test_an_llm_that_answers_with_no_words_is_a_failure_with_an_apology():
+    sent, _ = await run(ScriptedChat([]), SilentTTS(), modality="audio")
+    failed, apology = _responses(sent)
+    assert failed["status"] == "failed"
+    assert any("no words" in e["error"]["message"] for e in sent if e["type"] == "error")
+    assert _text_of(apology).startswith("Sorry, I can't answer right now")

@@ -22,7 +22,7 @@ import json
 import re
 from typing import Any
 
-from streaming.tool_call_parser import MalformedToolCall, ParsedPiece, ParsedToolCall, ToolCallParser
+from streaming.tool_call_parser import MalformedToolCall, ParsedPiece, ToolCallParser, call_from_object
 
 _HELD_STARTS = ("{", "[", "`")
 _FENCE_OPEN = re.compile(r"```[\w-]*\s*")
@@ -98,7 +98,7 @@ def parse_untagged(raw: str) -> list[ParsedPiece]:
     pieces: list[ParsedPiece] = []
     for value in objects:
         for item in value if isinstance(value, list) else [value]:
-            pieces.append(_call(item, raw))
+            pieces.append(call_from_object(item, raw))
     trailing = rest + after
     if trailing.lstrip().startswith(_HELD_STARTS):  # one more call, perhaps cut off by max_tokens
         pieces += parse_untagged(trailing)
@@ -123,15 +123,3 @@ def _json_values(text: str) -> tuple[list[Any], str]:
     return values, rest
 
 
-def _call(item: Any, raw: str) -> ParsedToolCall | MalformedToolCall:
-    if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-        return MalformedToolCall(raw, "no tool name")
-    arguments = item.get("arguments", item.get("parameters", {}))  # some models say "parameters"
-    if isinstance(arguments, str):
-        try:
-            arguments = json.loads(arguments or "{}")
-        except json.JSONDecodeError:
-            return MalformedToolCall(raw, "arguments are not JSON")
-    if not isinstance(arguments, dict):
-        return MalformedToolCall(raw, "arguments must be an object")
-    return ParsedToolCall(item["name"], arguments)

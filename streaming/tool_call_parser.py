@@ -32,14 +32,11 @@ class MalformedToolCall:
 ParsedPiece = str | ParsedToolCall | MalformedToolCall
 
 
-def _parse(raw: str) -> ParsedToolCall | MalformedToolCall:
-    try:
-        body = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        return MalformedToolCall(raw, f"not JSON: {exc.msg}")
-    if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+def call_from_object(item: Any, raw: str) -> ParsedToolCall | MalformedToolCall:
+    """A decoded ``{"name": ..., "arguments": {...}}``, as models write it inside or outside tags."""
+    if not isinstance(item, dict) or not isinstance(item.get("name"), str):
         return MalformedToolCall(raw, "no tool name")
-    arguments = body.get("arguments", {})
+    arguments = item.get("arguments", item.get("parameters", {}))  # some models say "parameters"
     if isinstance(arguments, str):  # some models double-encode the arguments
         try:
             arguments = json.loads(arguments or "{}")
@@ -47,7 +44,15 @@ def _parse(raw: str) -> ParsedToolCall | MalformedToolCall:
             return MalformedToolCall(raw, "arguments are not JSON")
     if not isinstance(arguments, dict):
         return MalformedToolCall(raw, "arguments must be an object")
-    return ParsedToolCall(body["name"], arguments)
+    return ParsedToolCall(item["name"], arguments)
+
+
+def _parse(raw: str) -> ParsedToolCall | MalformedToolCall:
+    try:
+        body = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        return MalformedToolCall(raw, f"not JSON: {exc.msg}")
+    return call_from_object(body, raw)
 
 
 class ToolCallParser:

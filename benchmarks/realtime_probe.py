@@ -85,7 +85,8 @@ class BargeInRecord:
 
 def engine_ms_after_turn_end(server: dict[str, float | None]) -> float | None:
     """The engines' time from the turn end to the first audio, from the server's stage marks
-    (server/latency.py): recognition still running at the turn end, the LLM's time to its first
+    (server/latency.py): recognition still running at the turn end, the thinking stage (knowledge
+    and memory lookups, where the server reports ``prompt_ready``), the LLM's time to its first
     token and to the first speakable clause, and the synthesis of the first audio. What is left
     of the client's commit-to-first-audio time is orchestration: queues, pacing, the event loop
     and the network. None if a mark is missing (a server that does not report them)."""
@@ -93,7 +94,10 @@ def engine_ms_after_turn_end(server: dict[str, float | None]) -> float | None:
     if any(server.get(k) is None for k in need):
         return None
     s = {k: float(server[k]) for k in need}  # type: ignore[arg-type]
-    return ((s["transcript_final"] - s["turn_end"]) + (s["first_llm_token"] - s["llm_request"])
+    thinking = 0.0  # knowledge search and memory (tingshuo's ``prompt_ready``), when reported
+    if server.get("prompt_ready") is not None and float(server["prompt_ready"]) >= s["transcript_final"]:  # type: ignore[arg-type]
+        thinking = float(server["prompt_ready"]) - s["transcript_final"]  # type: ignore[arg-type]
+    return ((s["transcript_final"] - s["turn_end"]) + thinking + (s["first_llm_token"] - s["llm_request"])
             + (s["first_tts_chunk"] - s["first_llm_token"]) + (s["first_tts_audio"] - s["first_tts_chunk"]))
 
 

@@ -51,6 +51,8 @@ def test_server_segments_add_up_to_first_audio():
     # Engines after the turn end: ASR 600 + LLM 299 + first clause 300 + TTS 200 (queue and send are overhead).
     assert engine_ms_after_turn_end(marks) == 1399.0
     assert engine_ms_after_turn_end({"turn_end": 1.0}) is None
+    # tingshuo's thinking stage (knowledge and memory lookups) counts as engine time, not overhead.
+    assert engine_ms_after_turn_end({**marks, "prompt_ready": 950.0}) == 1449.0
     assert server_segments({"speech_end": 0.0})["asr"] is None
 
 

@@ -108,8 +108,6 @@ class AssistantSection:
     instructions: str = DEFAULT_INSTRUCTIONS
     max_output_tokens: int = 200
     temperature: float = 0.6
-    history_messages: int = 20
-    """Most recent conversation messages sent to the LLM with the instructions."""
     llm_first_token_timeout_s: float = 30.0
     """An LLM that sends no first token this long fails the response (an ``error`` event) instead of hanging."""
     llm_token_timeout_s: float = 15.0

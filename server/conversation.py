@@ -127,7 +127,3 @@ class Conversation:
             elif item.type == "message" and item.text:
                 history.append(ChatMessage(role=item.role, content=item.text))
         return history
-
-    def chat_messages(self, *, instructions: str, max_messages: int) -> list[ChatMessage]:
-        """The instructions and the last ``max_messages`` of the history (no token budget)."""
-        return [ChatMessage(role="system", content=instructions), *self.chat_history()[-max_messages:]]

@@ -304,9 +304,12 @@ export class TingshuoAssistant extends HTMLElement {
       who.textContent = this.t(detail.role === "user" ? "you" : "assistant");
       const text = document.createElement("span");
       text.className = "text";
-      li.append(who, text);
+      const sources = document.createElement("small");
+      sources.className = "sources";
+      sources.hidden = true;
+      li.append(who, text, sources);
       log.append(li);
-      entry = { li, text, value: "" };
+      entry = { li, text, sources, value: "" };
       this.items.set(detail.id, entry);
       if (detail.role === "user") this.dropEmptyUserTurns(detail.id);
     }
@@ -315,7 +318,12 @@ export class TingshuoAssistant extends HTMLElement {
     if (detail.partial !== undefined) entry.li.classList.toggle("partial", detail.partial);
     if (detail.interrupted) entry.li.classList.add("interrupted");
     if (detail.committed) entry.li.classList.add("committed");
-    entry.text.textContent = entry.value || "…";
+    // The server ends a grounded answer's transcript with its sources on a line of their own
+    // ("\n[handbook.md §Tickets]"): shown apart and small, as they were never spoken.
+    const cut = entry.value.lastIndexOf("\n[");
+    entry.text.textContent = (cut >= 0 ? entry.value.slice(0, cut) : entry.value) || "…";
+    entry.sources.textContent = cut >= 0 ? entry.value.slice(cut + 1) : "";
+    entry.sources.hidden = cut < 0;
     entry.li.scrollIntoView?.({ block: "end" });
     this.touch();
   }

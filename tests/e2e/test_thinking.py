@@ -152,3 +152,33 @@ async def test_a_locked_memory_database_costs_an_error_event_not_the_answer(thin
     finally:
         holder.rollback()
         holder.close()
+
+
+def test_the_page_shows_a_grounded_answer_with_its_sources_apart(thinking_server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from tests.e2e.browser import browser_page, keep_screenshot, microphone_wav, require_chromium, wait_for_stats
+
+    require_chromium()
+    url, _ = thinking_server
+    with sync_playwright() as playwright, browser_page(playwright, microphone_wav(tmp_path / "quiet.wav", 90)) as page:
+        page.goto(f"{url}/?lang=en&persona=museum_guide")
+        page.click("tingshuo-assistant >> .talk")
+        wait_for_stats(page, "s.receivedSamples > 0 && s.state === 'listening'", timeout_s=150)  # the greeting
+        # A typed question, through the page's own connection (the widget has no text box).
+        page.evaluate("""() => {
+            const c = document.querySelector('tingshuo-assistant').session.connection;
+            c.send({type: 'conversation.item.create', item: {type: 'message', role: 'user',
+                    content: [{type: 'input_text', text: 'How much does an adult ticket to the museum cost?'}]}});
+            c.send({type: 'response.create'});
+        }""")
+        page.wait_for_function("() => [...document.querySelector('tingshuo-assistant').shadowRoot"
+                               ".querySelectorAll('.turn .sources')].some(s => !s.hidden)", timeout=150_000)
+        shown = page.evaluate("""() => [...document.querySelector('tingshuo-assistant').shadowRoot
+            .querySelectorAll('.turn.assistant')].map(li => ({text: li.querySelector('.text').textContent,
+            sources: li.querySelector('.sources').textContent}))""")
+        keep_screenshot(page, "grounded-answer.png", tmp_path)
+    answer = shown[-1]
+    assert "14" in answer["text"] and "[" not in answer["text"], shown
+    assert answer["sources"] == "[museum_handbook.md §Tickets and prices]", shown
+    assert shown[0]["sources"] == ""  # the greeting cites nothing

@@ -79,7 +79,9 @@ export class AssistantSession extends EventTarget {
     if (performance.now() - this.interruptedAt < INTERRUPTED_SHOW_MS) return "interrupted";
     if (this.userSpeaking || this.talkHeld) return "hearing";
     if (this.playingItem) return "speaking";
-    if (this.awaiting) return "thinking";
+    // An answer under way with nothing playing yet (or a gap between its sentences) is still
+    // the assistant's turn, also for answers the server starts itself (a persona's greeting).
+    if (this.awaiting || this.activeResponse) return "thinking";
     return this.options.mode === "push-to-talk" ? "idle" : "listening";
   }
 

@@ -30,7 +30,10 @@ def _free_port() -> int:
 def start_server(log_path: Path, **settings: str) -> tuple[subprocess.Popen, str]:
     """``tingshuo serve`` on a free port with ``TINGSHUO_*`` settings; returns once /readyz answers."""
     port = _free_port()
-    env = {**os.environ, "TINGSHUO_SERVER_PORT": str(port), "TINGSHUO_SERVER_LOG_LEVEL": "INFO", **settings}
+    # Memory and knowledge files of the test's own: a developer's var/ neither leaks in nor gets written.
+    env = {**os.environ, "TINGSHUO_SERVER_PORT": str(port), "TINGSHUO_SERVER_LOG_LEVEL": "INFO",
+           "TINGSHUO_MEMORY_PATH": str(log_path.parent / "memory.sqlite"),
+           "TINGSHUO_KNOWLEDGE_PATH": str(log_path.parent / "knowledge.sqlite"), **settings}
     with log_path.open("wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve"], cwd=REPO, env=env,
                                 stdout=log, stderr=subprocess.STDOUT)

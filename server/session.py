@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from models.language_router import detect_language
 from models.interfaces import MODEL_SAMPLE_RATE_HZ, GenerationParams, ToolSpec, Transcript
 from server import events
 from server.apologies import apology, filler
@@ -572,7 +573,7 @@ class RealtimeSession:
 
     # -- responses --------------------------------------------------------------------
     def _text_language(self, text: str) -> str | None:
-        return "zh" if any("\u4e00" <= ch <= "\u9fff" for ch in text) else self._user_language() or "en"
+        return "zh" if detect_language(text) == "zh" else self._user_language() or "en"
 
     def _user_language(self) -> str | None:
         return self.settings.transcription_language or self._last_user_language

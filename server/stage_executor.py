@@ -69,8 +69,11 @@ async def run_with_deadline(executor: Executor, fn: Callable[..., T], *args: Any
     """
     job = executor.submit(fn, *args)
     try:
-        return await asyncio.wait_for(asyncio.wrap_future(job), timeout_s)
-    except asyncio.TimeoutError:
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for makes a task per call, and the
+        # VAD calls this for every append of every session.
+        async with asyncio.timeout(timeout_s):
+            return await asyncio.wrap_future(job)
+    except TimeoutError:
         stage = executor.stage if isinstance(executor, StageExecutor) else "inference"
         if (job.running() or not job.cancel()) and isinstance(executor, StageExecutor):
             executor.replace_worker()

@@ -119,22 +119,8 @@ async def test_an_endpoint_error_is_reported(llama_server):
 async def test_a_persona_adapter_is_requested_as_the_model():
     # vLLM serves LoRA adapters under their own model names (--lora-modules NAME=PATH).
     seen: list[dict] = []
-
-    async def completions(request: web.Request) -> web.StreamResponse:
-        seen.append(await request.json())
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        chunk = {"choices": [{"delta": {"content": "hi"}}]}
-        await response.write(f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode())
-        return response
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", completions)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = _free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    model = OpenAIChatModel(params=OpenAIChatParams(base_url=f"http://127.0.0.1:{port}/v1", model="base-model"))
+    runner, url = await _canned_endpoint([{"choices": [{"delta": {"content": "hi"}}]}, "[DONE]"], seen)
+    model = OpenAIChatModel(params=OpenAIChatParams(base_url=url, model="base-model"))
     try:
         out = [p async for p in model.stream_chat([ChatMessage("user", "hi")],
                                                   GenerationParams(max_tokens=4, adapter="museum-guide"))]

@@ -365,3 +365,17 @@ def test_a_loose_file_without_content_length_cut_short_is_not_installed(tmp_path
         with pytest.raises(DownloadError, match="closed after 5 bytes"):
             pull(loose_entry(server), tmp_path, trust_unverified=True)
         assert nothing_installed(tmp_path, "loose-model")
+
+
+def test_the_loose_files_digest_is_what_the_readmes_shell_line_prints(tmp_path):
+    import shutil
+    import subprocess
+
+    if shutil.which("sha256sum") is None:
+        pytest.skip("no sha256sum")
+    for name, data in LOOSE.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+    line = f"sha256sum $(printf '%s\\n' {' '.join(reversed(LOOSE))} | LC_ALL=C sort) | sha256sum"
+    out = subprocess.run(["bash", "-c", line], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert out.split()[0] == loose_digest(LOOSE)

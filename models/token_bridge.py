@@ -2,7 +2,9 @@
 
 The worker checks a stop flag between tokens, so closing the async iterator
 (barge-in) ends the generation within one token instead of letting a thread
-burn the CPU the next turn needs.
+burn the CPU the next turn needs. Closing never waits for the worker: the
+executor runs generations in order anyway, and a close that waited would hold
+a barge-in behind every generation other sessions had queued on the LLM.
 """
 
 from __future__ import annotations
@@ -48,6 +50,5 @@ async def stream_from_thread(
             yield item  # type: ignore[misc]
     finally:
         stop.set()
-        # Wait for the worker so the model is free for the next generation; it
-        # stops within one token once the flag is set.
-        await asyncio.shield(worker)
+        # A job still queued is dropped; a running one stops within one token.
+        worker.cancel()

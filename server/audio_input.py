@@ -191,6 +191,8 @@ class AudioInput:
                 except StageTimeout:
                     log.warning("the turn model did not answer in %g s; the silence rule decides",
                                 self._turn_model_timeout_s)
+                except Exception:  # noqa: BLE001 (a broken turn model must not lose the user's turn)
+                    log.exception("the turn model failed; the silence rule decides")
         decision = self._policy.decide(probability)
         log.debug("turn decision p=%s wait=%d", probability, decision.wait_ms)
         if decision.wait_ms:

@@ -6,7 +6,10 @@ overlaps the paced sending of the current one:
     llm task ──text queue──▶ tts task ──audio queue──▶ sender (this coroutine)
 
 Cancelling the runner cancels all three; the generation gate drops any frame
-that was already in flight, so nothing is sent after a cancel.
+that was already in flight, so nothing is sent after a cancel. The queues are
+:class:`ClosableQueue`: a stage ends its stream with a synchronous ``close``,
+so no cleanup ever waits on a full queue whose consumer is gone, and a
+cancelled runner is finished as soon as its tasks see the cancel.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import asyncio
 import base64
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,6 +30,7 @@ from server.engines import Engines
 from server.latency import TurnTimeline
 from server.stage_executor import StageTimeout, run_with_deadline
 from streaming.audio_frames import FrameSplitter, int16_to_bytes, resample_once
+from streaming.closable_queue import ClosableQueue, QueueClosed
 from streaming.playout_clock import PlayoutClock
 from streaming.sentence_chunker import SentenceChunker
 from streaming.speakable_text import SpeakableFilter
@@ -135,16 +139,21 @@ class ResponseRunner:
         if not self.speaks:
             await self._run_text_only()
             return
-        text_queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=TEXT_QUEUE_CHUNKS)
-        audio_queue: asyncio.Queue[_ChunkStart | np.ndarray | None] = asyncio.Queue(maxsize=AUDIO_QUEUE_FRAMES)
+        text_queue: ClosableQueue[str] = ClosableQueue(TEXT_QUEUE_CHUNKS)
+        audio_queue: ClosableQueue[_ChunkStart | np.ndarray] = ClosableQueue(AUDIO_QUEUE_FRAMES)
         llm_task = asyncio.create_task(self._generate(text_queue), name=f"llm-{self.plan.response_id}")
         tts_task = asyncio.create_task(self._synthesize(text_queue, audio_queue), name=f"tts-{self.plan.response_id}")
         try:
             await self._send_paced(audio_queue)
+            audio_queue.discard()  # the sender is done: a producer still putting stops at once
             await asyncio.gather(llm_task, tts_task)
         finally:
+            text_queue.discard()
+            audio_queue.discard()
             for task in (llm_task, tts_task):
                 task.cancel()
+            # Bounded: the tasks' cleanup is synchronous (queue closes, a generator close handed
+            # to the TTS worker), so this returns as soon as they have seen the cancel.
             await asyncio.gather(llm_task, tts_task, return_exceptions=True)
 
     async def _timed_tokens(self, stream: AsyncIterator[str]) -> AsyncIterator[str]:
@@ -210,7 +219,7 @@ class ResponseRunner:
         if not self.outcome.full_text.strip() and not self.outcome.client_calls and self.plan.fixed_text is None:
             raise EmptyAnswer("the LLM answered with no words")
 
-    async def _generate(self, text_queue: asyncio.Queue[str | None]) -> None:
+    async def _generate(self, text_queue: ClosableQueue[str]) -> None:
         chunker = SentenceChunker()
         self.timeline.mark("llm_request")
         try:
@@ -227,17 +236,17 @@ class ResponseRunner:
             for chunk in chunker.flush():
                 await text_queue.put(chunk)
             self._check_not_empty()
+        except QueueClosed:
+            return  # the TTS side is gone (an interrupt): nothing more to say
         except Exception:
             self.outcome.failed_stage = "llm"
             raise
         finally:
-            await text_queue.put(None)
+            text_queue.close()
 
-    async def _synthesize(self, text_queue: asyncio.Queue[str | None],
-                          audio_queue: asyncio.Queue[_ChunkStart | np.ndarray | None]) -> None:
-        loop = asyncio.get_running_loop()
+    async def _synthesize(self, text_queue: ClosableQueue[str],
+                          audio_queue: ClosableQueue[_ChunkStart | np.ndarray]) -> None:
         speakable = SpeakableFilter()
-        tts = self._engines.tts
         framer = FrameSplitter(frame_samples=self.plan.output_rate_hz * self.plan.frame_ms // 1000, dtype=np.int16)
         try:
             while (chunk := await text_queue.get()) is not None:
@@ -246,28 +255,53 @@ class ResponseRunner:
                 if not spoken.strip():
                     continue
                 self.timeline.mark("first_tts_chunk")
-                pieces = tts.synthesize(spoken, voice=self.plan.voice, speed=self.plan.speed)
-                while (pcm := await self._next_audio(loop, pieces)) is not None:
-                    self.timeline.mark("first_tts_audio")
-                    pcm = resample_once(pcm, in_rate=tts.sample_rate, out_rate=self.plan.output_rate_hz)
-                    for frame in framer.push(pcm.astype(np.int16, copy=False)):
-                        await audio_queue.put(frame)
+                await self._synthesize_clause(spoken, framer, audio_queue)
                 for frame in framer.flush():
                     await audio_queue.put(frame)
+        except QueueClosed:
+            return  # the sender is gone (an interrupt)
         except Exception:
             self.outcome.failed_stage = self.outcome.failed_stage or "tts"
             raise
         finally:
-            await audio_queue.put(None)
+            text_queue.discard()  # the LLM side stops at its next put
+            audio_queue.close()
 
-    async def _next_audio(self, loop: asyncio.AbstractEventLoop, pieces: Iterator[np.ndarray]) -> np.ndarray | None:
+    async def _synthesize_clause(self, text: str, framer: FrameSplitter,
+                                 audio_queue: ClosableQueue[_ChunkStart | np.ndarray]) -> None:
+        """One clause through the TTS; the synthesis iterator is closed however this ends, on the
+        TTS worker (a generator cannot be closed while the worker is inside it), without waiting."""
+        tts, executor = self._engines.tts, self._engines.executors.tts
+        pieces = tts.synthesize(text, voice=self.plan.voice, speed=self.plan.speed)
+        out_rate = self.plan.output_rate_hz
+
+        def next_audio() -> np.ndarray | None:
+            # Resampled here, on the TTS worker, not on the event loop.
+            pcm = next(pieces, None)
+            if pcm is None:
+                return None
+            return resample_once(pcm, in_rate=tts.sample_rate, out_rate=out_rate).astype(np.int16, copy=False)
+
         try:
-            return await run_with_deadline(self._engines.executors.tts, next, pieces, None,
-                                           timeout_s=self.plan.tts_chunk_timeout_s)
-        except StageTimeout:
-            raise EngineTimeout(f"the TTS made no audio for {self.plan.tts_chunk_timeout_s:g} s") from None
+            while True:
+                try:
+                    pcm = await run_with_deadline(executor, next_audio, timeout_s=self.plan.tts_chunk_timeout_s)
+                except StageTimeout:
+                    raise EngineTimeout(f"the TTS made no audio for {self.plan.tts_chunk_timeout_s:g} s") from None
+                if pcm is None:
+                    return
+                self.timeline.mark("first_tts_audio")
+                for frame in framer.push(pcm):
+                    await audio_queue.put(frame)
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                try:
+                    executor.submit(_close_quietly, close)
+                except RuntimeError:  # the executor is shut down (server stopping)
+                    pass
 
-    async def _send_paced(self, audio_queue: asyncio.Queue[_ChunkStart | np.ndarray | None]) -> None:
+    async def _send_paced(self, audio_queue: ClosableQueue[_ChunkStart | np.ndarray]) -> None:
         clock = self.outcome.clock
         assert clock is not None
         while (item := await audio_queue.get()) is not None:
@@ -319,3 +353,10 @@ class ResponseRunner:
 
 async def _fixed_tokens(text: str) -> AsyncIterator[str]:
     yield text
+
+
+def _close_quietly(close: Callable[[], None]) -> None:
+    try:
+        close()
+    except Exception:  # noqa: BLE001 (an engine's cleanup error must not reach a later job)
+        log.warning("closing a TTS stream failed", exc_info=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 from models.interfaces import ChatMessage, ChatModel
 from server.config import Config
-from server.stage_executor import StageTimeout, run_with_deadline
+from server.stage_executor import StageClosed, StageTimeout, run_with_deadline
 from server.thinking_services import ThinkingServices
 from thinking.history_summariser import HistorySummariser, SummaryParams, summarise
 from thinking.memory_intents import ForgetIntent, RememberIntent, detect_memory_intent
@@ -56,9 +56,9 @@ class SessionThinking:
         self._report = report
         self.user_id: str | None = None
         self._memory_text = ""
-        self._notes: list[str] = []
         self._confirmation: str | None = None
-        self._memory_failed = False
+        self._memory_down = False
+        """The last memory call failed. Each turn tries again: one slow call does not turn memory off."""
         self._summariser = HistorySummariser(llm=llm, params=SummaryParams(timeout_s=config.memory.summary_timeout_s))
 
     @property
@@ -67,21 +67,24 @@ class SessionThinking:
 
     # -- memory -----------------------------------------------------------------------
     async def _memory_call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """A memory call, or None when memory is off or failing (reported once per session)."""
+        """A memory call, or None when memory is off or failing (an error event when it goes down;
+        the deadline counts the call's own run time, not its wait behind knowledge searches)."""
         memory = self._services.memory
         if memory is None or self.user_id is None:
             return None
         from thinking.user_memory import MemoryStoreError
 
         try:
-            return await run_with_deadline(self._services.executor, fn, *args, timeout_s=MEMORY_TIMEOUT_S)
-        except (MemoryStoreError, StageTimeout) as exc:
+            result = await run_with_deadline(self._services.executor, fn, *args, timeout_s=MEMORY_TIMEOUT_S)
+        except (MemoryStoreError, StageTimeout, StageClosed) as exc:
             log.warning("memory unavailable: %s", exc)
-            if not self._memory_failed:
-                self._memory_failed = True
+            if not self._memory_down:
+                self._memory_down = True
                 await self._report("memory_unavailable", f"long-term memory is unavailable ({exc}); "
                                    "the conversation goes on without it")
             return None
+        self._memory_down = False
+        return result
 
     async def start(self, user_id: str | None) -> None:
         """Recall what the user asked it to remember and earlier conversations' summaries."""
@@ -148,7 +151,7 @@ class SessionThinking:
         """What was recalled at the start, plus older facts that match this question (the start
         recalls only the newest ``memory.recall_facts``)."""
         memory = self._services.memory
-        if memory is None or self.user_id is None or not query.strip() or self._memory_failed:
+        if memory is None or self.user_id is None or not query.strip():
             return self._memory_text
         user_id = self.user_id
         facts = await self._memory_call(lambda: memory.relevant(user_id, query, k=3)) or []
@@ -162,8 +165,7 @@ class SessionThinking:
                       language: str | None) -> PreparedPrompt:
         self._summariser.cancel()  # the LLM is needed for the answer now
         passages = await self._passages(query)
-        notes, self._notes = tuple(self._notes), []
-        parts = PromptParts(instructions=instructions, memory=await self._memory_for(query), notes=notes,
+        parts = PromptParts(instructions=instructions, memory=await self._memory_for(query),
                             passages=passages, language=language)
         window = assemble(parts, history, budget_tokens=self._config.memory.history_token_budget,
                           summary=self._summariser.summary)
@@ -185,7 +187,7 @@ class SessionThinking:
         await self._summariser.aclose()
         memory = self._services.memory
         user_turns = sum(m.role == "user" for m in history)
-        if memory is None or self.user_id is None or user_turns < MIN_TURNS_TO_SUMMARISE or self._memory_failed:
+        if memory is None or self.user_id is None or user_turns < MIN_TURNS_TO_SUMMARISE or self._memory_down:
             return
         self._services.background.spawn(
             _store_summary(self._services, self._llm, list(history), self.user_id, self._session_id,

@@ -8,52 +8,19 @@ session that asks for it, and the conversation goes on without memory.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from server.config import Config
 from server.stage_executor import StageExecutor
+from server.task_group import OwnedTasks
 from thinking.personas import PersonaLibrary
 
 log = logging.getLogger(__name__)
 
 REPO_PERSONAS = Path(__file__).resolve().parent.parent / "personas"
-
-
-@dataclass
-class BackgroundJobs:
-    """Work that outlives a session (its conversation summary), owned by the server so that
-    shutdown can cancel it; at most ``limit`` at once, further ones are dropped with a log line."""
-
-    limit: int = 8
-    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
-
-    def spawn(self, coro: Awaitable[Any], name: str) -> bool:
-        if len(self.tasks) >= self.limit:
-            log.warning("too many background jobs; %s dropped", name)
-            coro.close()  # type: ignore[attr-defined]
-            return False
-        task = asyncio.ensure_future(coro)
-        task.set_name(name)
-        self.tasks.add(task)
-        task.add_done_callback(self._done)
-        return True
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self.tasks.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.warning("background job %s failed: %s", task.get_name(), exc)
-
-    async def aclose(self, grace_s: float = 5.0) -> None:
-        if self.tasks:
-            await asyncio.wait(set(self.tasks), timeout=grace_s)
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 @dataclass
@@ -67,10 +34,12 @@ class ThinkingServices:
     """A ``thinking.tool_registry.ToolRegistry`` of server-side tools, or None."""
     executor: StageExecutor = field(default_factory=lambda: StageExecutor("thinking"))
     """Knowledge and memory calls block (SQLite, the embedder): they run here, never on the loop."""
-    background: BackgroundJobs = field(default_factory=BackgroundJobs)
+    background: OwnedTasks = field(default_factory=lambda: OwnedTasks(name="background jobs", limit=8))
+    """Work that outlives a session (its conversation summary), owned by the server so that
+    shutdown can cancel it; at most 8 at once, further ones are dropped with a log line."""
 
     async def aclose(self) -> None:
-        await self.background.aclose()
+        await self.background.aclose(grace_s=5.0)
         for part in (self.knowledge, self.memory):
             if part is not None:
                 part.close()

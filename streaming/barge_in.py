@@ -1,7 +1,8 @@
-"""Decides whether the user's speech during an answer is an interruption.
+"""Decides whether the user's words during an answer ask for a new one.
 
-Coughs, door slams and "mm-hm" are short; a real interruption keeps going. So
-speech must last ``min_speech_ms`` before the answer is cancelled, and a turn
+Coughs, door slams and "mm-hm" are short; a real interruption keeps going. The
+length rule lives in the VAD gate (``audio.barge_in_min_speech_ms`` raises its
+start time while the assistant talks); this policy is the word rule: a turn
 whose whole transcript is a backchannel never starts a new answer.
 """
 
@@ -26,11 +27,7 @@ def normalize_utterance(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class BargeInPolicy:
-    min_speech_ms: int = 400
     backchannels: frozenset[str] = DEFAULT_BACKCHANNELS
-
-    def should_interrupt(self, speech_ms: int) -> bool:
-        return speech_ms >= self.min_speech_ms
 
     def is_backchannel(self, transcript: str) -> bool:
         norm = normalize_utterance(transcript)

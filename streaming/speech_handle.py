@@ -33,6 +33,7 @@ class SpeechHandle:
         self._interrupted.set()
 
     def mark_done(self) -> None:
+        """Its ``response.done`` was sent: a response that replaces it may start."""
         self._done.set()
 
     async def wait_for_done(self) -> None:
@@ -57,8 +58,11 @@ class GenerationGate:
     def open(self, generation: int) -> None:
         self.current = generation
 
-    def close(self) -> None:
-        self.current = 0
+    def close(self, generation: int | None = None) -> None:
+        """Closes the gate; with ``generation``, only if that one is still current (a finishing
+        response must not close the gate its successor just opened)."""
+        if generation is None or generation == self.current:
+            self.current = 0
 
     def is_current(self, generation: int) -> bool:
         return generation == self.current and generation != 0

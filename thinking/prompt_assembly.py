@@ -30,8 +30,6 @@ class PromptParts:
     instructions: str
     memory: str = ""
     """What the user asked it to remember and earlier conversations (``Recollection.prompt_text()``)."""
-    notes: tuple[str, ...] = ()
-    """One-turn notices, such as "you have just saved this to memory"."""
     passages: tuple[CitablePassage, ...] = ()
     language: str | None = None
 
@@ -46,9 +44,9 @@ def system_prompt(parts: PromptParts) -> str:
 
 
 def turn_context(parts: PromptParts) -> str:
-    """This turn's notes and passages: sent just before the user's message, so that changing
-    them each turn costs only their own tokens, not a re-read of the whole conversation."""
-    sections = [note.strip() for note in parts.notes if note.strip()]
+    """This turn's passages: sent just before the user's message, so that changing them each
+    turn costs only their own tokens, not a re-read of the whole conversation."""
+    sections: list[str] = []
     if parts.passages:
         header = PASSAGES_HEADER_ZH if parts.language == "zh" else PASSAGES_HEADER_EN
         lines = "\n".join(f"{p.citation()} {' '.join(p.text.split())}" for p in parts.passages)

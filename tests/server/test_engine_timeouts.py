@@ -6,18 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import time
 
 import numpy as np
 
 from models.interfaces import ChatMessage, GenerationParams
 from server.config import AssistantSection, Config
-from server.engines import Engines, Executors
-from server.metrics import ServerMetrics
-from server.audio_input import Utterance
-from server.session import RealtimeSession
-from tests.server.test_session_partials import _QuietVAD, _ScriptedASR
+from tests.server.session_harness import SilentTTS, open_session, utterance
 
 
 class HangingChat:
@@ -43,15 +38,6 @@ class ScriptedChat(HangingChat):
             yield token
 
 
-class SilentTTS:
-    """A working TTS: a tenth of a second of silence per sentence."""
-
-    sample_rate = 16_000
-
-    def synthesize(self, text, *, voice=None, speed=1.0):
-        yield np.zeros(1600, np.int16)
-
-
 class FailingASR:
     def open_stream(self, *, language=None):
         raise RuntimeError("the recogniser crashed")
@@ -68,32 +54,25 @@ class HangingTTS:
 
 
 async def run(llm, tts=None, *, modality: str, responses: int = 2) -> tuple[list[dict], HangingChat]:
-    """``response.create`` once; returns every event once ``responses`` responses are done."""
-    sent: list[dict] = []
-
-    async def send_text(text: str) -> None:
-        sent.append(json.loads(text))
-
-    async def send_bytes(data: bytes) -> None: ...
-
+    """``response.create`` once; returns every event once ``responses`` responses are done (or, when
+    fewer came, after waiting 5 s for them), and the session has answered one more request."""
     config = dataclasses.replace(Config(), assistant=AssistantSection(
         llm_first_token_timeout_s=0.3, llm_token_timeout_s=0.3, tts_chunk_timeout_s=0.3))
-    engines = Engines(vad=_QuietVAD(), turn=None, asr=_ScriptedASR(), llm=llm, tts=tts, executors=Executors())
-    session = RealtimeSession(config=config, engines=engines, metrics=ServerMetrics(), send_text=send_text,
-                              send_bytes=send_bytes)
-    await session.start()
-    await session.handle_text(json.dumps({"type": "session.update", "session": {"type": "realtime",
-                                                                               "output_modalities": [modality]}}))
-    await session.handle_text(json.dumps({"type": "response.create"}))
-    for _ in range(300):
-        await asyncio.sleep(0.01)
-        if sum(e["type"] == "response.done" for e in sent) >= responses:
-            break
-    # the session still serves requests
-    await session.handle_text(json.dumps({"type": "conversation.item.retrieve", "item_id": "nope", "event_id": "e1"}))
-    await session.aclose()
-    engines.executors.shutdown()
-    return sent, llm
+    harness = await open_session(llm=llm, tts=tts, config=config)
+    try:
+        await harness.send({"type": "session.update", "session": {"type": "realtime", "output_modalities": [modality]}})
+        await harness.send({"type": "response.create"})
+        await harness.until("response.done")
+        try:
+            await harness.until("response.done", count=responses, timeout=5)
+        except AssertionError:
+            pass  # the test checks how many came
+        # the session still serves requests
+        await harness.send({"type": "conversation.item.retrieve", "item_id": "nope", "event_id": "e1"})
+        await harness.until("error", where=lambda e: e["error"].get("event_id") == "e1")
+    finally:
+        await harness.aclose()
+    return harness.sent, llm
 
 
 async def test_an_llm_that_never_starts_fails_the_response():
@@ -148,36 +127,18 @@ async def test_a_failed_tts_is_followed_by_a_text_apology():
 
 
 async def test_a_partly_heard_answer_gets_no_apology():
-    sent, _ = await run(HangingChat(["Hello there. "]), SilentTTS(), modality="audio")
-    await asyncio.sleep(0.3)
+    sent, _ = await run(HangingChat(["Hello there. "]), SilentTTS(), modality="audio")  # waited 5 s for more
     assert [r["status"] for r in _responses(sent)] == ["failed"]
 
 
-async def test_a_failed_recogniser_is_followed_by_a_spoken_request_to_repeat():
-    sent: list[dict] = []
-
-    async def send_text(text: str) -> None:
-        sent.append(json.loads(text))
-
-    async def send_bytes(data: bytes) -> None: ...
-
-    engines = Engines(vad=_QuietVAD(), turn=None, asr=FailingASR(), llm=HangingChat([]), tts=SilentTTS(),
-                      executors=Executors())
-    session = RealtimeSession(config=Config(), engines=engines, metrics=ServerMetrics(), send_text=send_text,
-                              send_bytes=send_bytes)
-    await session.start()
-    await session.on_speech_started(0)
-    await session.on_utterance(Utterance(audio=np.zeros(16_000, np.float32), speech_end_at=None,
-                                         turn_end_at=time.monotonic(), end_reason="silence"))
-    for _ in range(300):
-        await asyncio.sleep(0.01)
-        if _responses(sent):
-            break
-    await session.aclose()
-    engines.executors.shutdown()
-    failed = next(e for e in sent if e["type"] == "conversation.item.input_audio_transcription.failed")
+async def test_a_failed_recogniser_is_followed_by_a_spoken_request_to_repeat(make_session):
+    harness = await make_session(asr=FailingASR(), llm=HangingChat([]), tts=SilentTTS())
+    await harness.session.turns.on_speech_started(0)
+    await harness.session.turns.on_utterance(utterance(1.0))
+    await harness.until("response.done")
+    failed = harness.of_type("conversation.item.input_audio_transcription.failed")[0]
     assert "the recogniser crashed" in failed["error"]["message"]
-    (apology,) = _responses(sent)
+    (apology,) = _responses(harness.sent)
     assert _text_of(apology) == "Sorry, I didn't catch that. Could you say it again?"
 
 

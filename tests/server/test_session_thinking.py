@@ -5,6 +5,8 @@ and a memory request without a user id gets a plain answer."""
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
 
 import pytest
 
@@ -82,4 +84,61 @@ async def test_an_older_fact_that_matches_the_question_joins_the_recalled_ones(t
     unrelated = await thinking.prepare(instructions="Be brief.", history=[ChatMessage("user", "Hello")],
                                        query="Hello", language="en")
     assert "north gate" not in unrelated.messages[0].content
+    memory.close()
+
+
+class _SlowOnceMemory:
+    """A memory whose ``relevant`` lookup hangs past the deadline once, then answers at once."""
+
+    def __init__(self, memory: UserMemory) -> None:
+        self._memory = memory
+        self.slow = threading.Event()
+        self.slow.set()
+
+    def __getattr__(self, name):
+        return getattr(self._memory, name)
+
+    def relevant(self, user_id, query, k=3):
+        if self.slow.is_set():
+            self.slow.clear()
+            time.sleep(1.5)  # past MEMORY_TIMEOUT_S (1 s)
+        return self._memory.relevant(user_id, query, k=k)
+
+
+async def test_one_missed_memory_deadline_does_not_turn_memory_off_for_the_session(tmp_path):
+    memory = UserMemory(path=tmp_path / "m.sqlite")
+    memory.remember("u1", "my bicycle is locked at the north gate")
+    for i in range(12):
+        memory.remember("u1", f"note number {i} about the weather")
+    services = ThinkingServices(personas=PersonaLibrary([]), memory=_SlowOnceMemory(memory))
+    reports: list = []
+    thinking = _thinking(services, reports)
+    await thinking.start("u1")
+    question = [ChatMessage("user", "Where is my bicycle?")]
+    first = await thinking.prepare(instructions="Be brief.", history=question, query="Where is my bicycle?",
+                                   language="en")
+    assert "north gate" not in first.messages[0].content  # this turn went ahead without the slow lookup
+    assert [code for code, _ in reports] == ["memory_unavailable"]
+    second = await thinking.prepare(instructions="Be brief.", history=question, query="Where is my bicycle?",
+                                    language="en")
+    assert "north gate" in second.messages[0].content  # the next turn has its memory back
+    services.executor.shutdown(wait=False)
+    memory.close()
+
+
+async def test_waiting_behind_a_slow_search_is_not_a_memory_failure(tmp_path):
+    """Memory, knowledge search and tools share one thread: time spent queued behind a two-second
+    knowledge search does not count against memory's one-second deadline."""
+    memory = UserMemory(path=tmp_path / "m.sqlite")
+    memory.remember("u1", "my bicycle is locked at the north gate")
+    services = ThinkingServices(personas=PersonaLibrary([]), memory=memory)
+    reports: list = []
+    thinking = _thinking(services, reports)
+    await thinking.start("u1")
+    busy = services.executor.submit(time.sleep, 2.0)  # a slow search, as the knowledge tool runs it
+    prepared = await thinking.prepare(instructions="Be brief.", history=[ChatMessage("user", "Where is my bicycle?")],
+                                      query="Where is my bicycle?", language="en")
+    assert busy.done()  # the memory lookup really did wait behind it
+    assert reports == [] and "north gate" in prepared.messages[0].content
+    services.executor.shutdown(wait=False)
     memory.close()

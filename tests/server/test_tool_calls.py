@@ -12,12 +12,9 @@ import json
 
 from models.interfaces import ChatMessage, GenerationParams, ToolCall, ToolSpec
 from server.config import AssistantSection, Config
-from server.engines import Engines, Executors
-from server.metrics import ServerMetrics
 from server.session import RealtimeSession
 from server.thinking_services import ThinkingServices
-from tests.server.test_engine_timeouts import SilentTTS
-from tests.server.test_session_partials import _QuietVAD, _ScriptedASR
+from tests.server.session_harness import SessionHarness, SilentTTS, open_session
 from thinking.personas import PersonaLibrary
 from thinking.tool_registry import ServerTool, ToolRegistry
 
@@ -46,42 +43,25 @@ def _tool(name: str, run, *, slow: bool = False) -> ServerTool:
 
 
 async def _session(llm, registry: ToolRegistry | None, *, server_tools: str, modality: str = "text",
-                   tools: list | None = None) -> tuple[RealtimeSession, list[dict], Engines]:
-    sent: list[dict] = []
-
-    async def send_text(text: str) -> None:
-        sent.append(json.loads(text))
-
-    async def send_bytes(data: bytes) -> None: ...
-
+                   tools: list | None = None) -> tuple[RealtimeSession, list[dict], SessionHarness]:
     config = dataclasses.replace(Config(), assistant=AssistantSection(server_tools=server_tools,
                                                                        tool_filler_after_s=0.1))
-    engines = Engines(vad=_QuietVAD(), turn=None, asr=_ScriptedASR(), llm=llm, tts=SilentTTS(), executors=Executors())
     services = ThinkingServices(personas=PersonaLibrary([]), tools=registry)
-    session = RealtimeSession(config=config, engines=engines, metrics=ServerMetrics(), send_text=send_text,
-                              send_bytes=send_bytes, thinking=services)
-    await session.start()
+    harness = await open_session(llm=llm, tts=SilentTTS(), config=config, thinking=services)
     update = {"type": "realtime", "output_modalities": [modality]}
     if tools is not None:
         update["tools"] = tools
-    await session.handle_text(json.dumps({"type": "session.update", "session": update}))
-    await session.handle_text(json.dumps({"type": "conversation.item.create", "item": {
-        "type": "message", "role": "user", "content": [{"type": "input_text", "text": "What time is it?"}]}}))
-    return session, sent, engines
+    await harness.send({"type": "session.update", "session": update})
+    await harness.say("What time is it?")
+    return harness.session, harness.sent, harness
 
 
 async def _until(sent: list[dict], kind: str, count: int = 1, timeout: float = 5.0) -> dict:
-    for _ in range(int(timeout / 0.01)):
-        found = [e for e in sent if e["type"] == kind]
-        if len(found) >= count:
-            return found[count - 1]
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"no {kind} in {[e['type'] for e in sent]}")
+    return await SessionHarness(session=None, engines=None, sent=sent).until(kind, count, timeout)  # type: ignore[arg-type]
 
 
-async def _close(session: RealtimeSession, engines: Engines) -> None:
-    await session.aclose()
-    engines.executors.shutdown()
+async def _close(session: RealtimeSession, harness: SessionHarness) -> None:
+    await harness.aclose()
 
 
 async def test_a_server_tool_result_goes_back_to_the_llm_and_the_answer_follows():
@@ -158,7 +138,7 @@ async def test_a_barge_in_cancels_the_running_tool_and_its_answer():
                                             server_tools="search_knowledge_base", modality="audio")
     await session.handle_text(json.dumps({"type": "response.create"}))
     await _until(sent, "response.output_audio.delta")  # the filler plays
-    await session.on_speech_started(0)  # the user talks over it
+    await session.turns.on_speech_started(0)  # the user talks over it
     done = (await _until(sent, "response.done"))["response"]
     await asyncio.wait_for(cancelled.wait(), 2)
     await _close(session, engines)
@@ -209,7 +189,7 @@ async def test_every_event_of_a_tool_turn_validates_against_the_openai_schema():
     await session.handle_text(json.dumps({"type": "response.create"}))
     await _until(sent, "response.done")
     client = ToolThenAnswer("open_door")
-    session._engines.llm = client  # the next answer calls the client's tool
+    session.engines.llm = client  # the next answer calls the client's tool
     await session.handle_text(json.dumps({"type": "response.create"}))
     await _until(sent, "response.done", count=2)
     await _close(session, engines)

@@ -9,9 +9,3 @@ from streaming.barge_in import BargeInPolicy
 ])
 def test_backchannels(text, is_backchannel):
     assert BargeInPolicy().is_backchannel(text) is is_backchannel
-
-
-def test_min_speech():
-    policy = BargeInPolicy(min_speech_ms=400)
-    assert not policy.should_interrupt(300)
-    assert policy.should_interrupt(400)

@@ -1,5 +1,5 @@
-"""The prompt keeps a stable head (instructions, memories) and puts this turn's passages and
-notes just before the user's message, so llama.cpp's prefix cache survives from turn to turn."""
+"""The prompt keeps a stable head (instructions, memories) and puts this turn's passages
+just before the user's message, so llama.cpp's prefix cache survives from turn to turn."""
 
 from __future__ import annotations
 
@@ -21,14 +21,14 @@ class _Passage:
 HISTORY = [ChatMessage("user", "Hi"), ChatMessage("assistant", "Hello!"), ChatMessage("user", "When do you open?")]
 
 
-def test_passages_and_notes_go_just_before_the_last_user_message_and_the_head_stays_the_same():
+def test_passages_go_just_before_the_last_user_message_and_the_head_stays_the_same():
     plain = assemble(PromptParts(instructions="Be brief.", memory="The user is Li."), HISTORY, budget_tokens=1500)
-    grounded = assemble(PromptParts(instructions="Be brief.", memory="The user is Li.", notes=("Say hi.",),
+    grounded = assemble(PromptParts(instructions="Be brief.", memory="The user is Li.",
                                     passages=(_Passage("Open 9 to 5.", "hours.md"),), language="en"),
                         HISTORY, budget_tokens=1500)
     assert grounded.messages[:3] == plain.messages[:3]  # system head, "Hi", "Hello!": a shared prefix
     context = grounded.messages[3]
-    assert context.role == "system" and "Say hi." in context.content and "[hours.md] Open 9 to 5." in context.content
+    assert context.role == "system" and "[hours.md] Open 9 to 5." in context.content
     assert grounded.messages[4] == HISTORY[-1] and len(grounded.messages) == len(plain.messages) + 1
     assert grounded.tokens > plain.tokens
 

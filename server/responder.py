@@ -1,0 +1,357 @@
+"""The assistant's side of one session: start a response, run it, stop it, end it.
+
+A response lives in an :class:`AssistantResponse` from ``response.created`` to
+``response.done``, and one task (:meth:`Responder._drive`) owns it: it waits for
+the user's words, asks the thinking stage for the prompt, builds the plan, runs
+the :class:`ResponseRunner`, and sends the closing events.
+
+The barge-in path, start to end:
+
+1. the VAD hears speech during an answer: ``UserTurns.on_speech_started``
+   calls :meth:`Responder.barge_in`;
+2. :meth:`interrupt` closes the generation gate (no frame of this answer
+   leaves from now on) and interrupts its :class:`SpeechHandle`. It returns at
+   once: the input pipeline never waits for a response to wind down;
+3. the response's task sees the interrupt, cancels the runner (whose cleanup
+   never blocks) and sends ``response.done`` (``cancelled``), with the
+   transcript cut at what the client had played.
+
+An answer whose audio was all sent but is still playing on the client is
+:attr:`playing_out`: speech then truncates it to what was heard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from server import events
+from server.apologies import apology, filler
+from server.audio_input import AudioInput
+from server.config import Config
+from server.conversation import Conversation, ConversationItem
+from server.engines import Engines
+from server.latency import TurnTimeline
+from server.metrics import ServerMetrics
+from server.response_planning import ResponseRequest, ToolChoice, plan_response
+from server.response_runner import ResponseOutcome, ResponseRunner
+from server.session_settings import SessionSettings
+from server.session_thinking import SessionThinking
+from server.tool_calls import ResponseToolCalls
+from streaming.speech_handle import GenerationGate, SpeechHandle
+
+log = logging.getLogger(__name__)
+
+
+class ResponseHost(Protocol):
+    """What a responder needs of its session."""
+
+    config: Config
+    engines: Engines
+    settings: SessionSettings
+    conversation: Conversation
+    input: AudioInput
+    metrics: ServerMetrics
+    thinking: SessionThinking
+
+    @property
+    def closed(self) -> bool: ...
+
+    async def send(self, event: dict[str, Any]) -> None: ...
+
+    async def send_audio_bytes(self, pcm: bytes) -> None: ...
+
+    async def add_item(self, item: ConversationItem, *, after: str | None = None) -> str | None: ...
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any] | None: ...
+
+    def user_language(self) -> str | None: ...
+
+    def tool_choice(self) -> ToolChoice: ...
+
+    def tool_calls_for(self, request: ResponseRequest) -> ResponseToolCalls: ...
+
+
+@dataclass(eq=False)
+class AssistantResponse:
+    request: ResponseRequest
+    handle: SpeechHandle
+    item: ConversationItem
+    previous_item_id: str | None
+    timeline: TurnTimeline
+    tool_calls: ResponseToolCalls
+    runner: ResponseRunner | None = None
+    """Made when the plan is complete; None while the prompt is being prepared."""
+    cancel_reason: str | None = None
+    citations: str = ""
+
+    @property
+    def outcome(self) -> ResponseOutcome:
+        return self.runner.outcome if self.runner is not None else _NOTHING_SAID
+
+    def played_ms(self) -> float:
+        clock = self.outcome.clock
+        return clock.played_ms() if clock is not None else 0.0
+
+
+_NOTHING_SAID = ResponseOutcome()
+
+
+class Responder:
+    def __init__(self, host: ResponseHost) -> None:
+        self._host = host
+        self._gate = GenerationGate()
+        self._current: AssistantResponse | None = None
+        self.playing_out: AssistantResponse | None = None
+        """Its audio is all sent; the client may still be playing it."""
+        self._starting = 0
+        """Responses between ``create`` and ``_current`` being set (graceful shutdown waits for them)."""
+        self._by_item: dict[str, AssistantResponse] = {}
+        """Spoken responses by item id, for ``conversation.item.truncate``."""
+
+    # -- state ------------------------------------------------------------------------
+    @property
+    def answering(self) -> bool:
+        """A response is being started or generated, or its audio is still being sent."""
+        return self._current is not None or self._starting > 0
+
+    @property
+    def audible(self) -> bool:
+        return self._current is not None or self.playing_out is not None
+
+    @property
+    def current(self) -> AssistantResponse | None:
+        return self._current
+
+    def spoken(self, item_id: str) -> AssistantResponse | None:
+        return self._by_item.get(item_id)
+
+    def forget(self, item_id: str) -> None:
+        self._by_item.pop(item_id, None)
+
+    # -- starting ---------------------------------------------------------------------
+    async def create(self, timeline: TurnTimeline, *, overrides: dict[str, Any] | None = None,
+                     after: Sequence[asyncio.Task[Any]] = (), fixed_text: str | None = None,
+                     replace_reason: str | None = None) -> None:
+        """Starts a response: ``response.created`` goes out now; the prompt is built once the
+        transcriptions in ``after`` have finished, so it holds the user's latest words.
+
+        ``replace_reason``: a response still running is interrupted for this reason and its
+        ``response.done`` sent first (a new user turn). A response already cancelling is always
+        waited for, which is bounded: its cleanup never blocks.
+        """
+        self._starting += 1
+        try:
+            previous = self._current
+            if previous is not None and replace_reason is not None:
+                self.interrupt(replace_reason)
+            if previous is not None and previous.handle.interrupted:
+                await previous.handle.wait_for_done()
+            await self._begin(timeline, overrides or {}, after, fixed_text)
+        finally:
+            self._starting -= 1
+
+    async def _begin(self, timeline: TurnTimeline, overrides: dict[str, Any], after: Sequence[asyncio.Task[Any]],
+                     fixed_text: str | None) -> None:
+        host = self._host
+        request = ResponseRequest.from_settings(host.settings, overrides, host.config)
+        item = ConversationItem(id=request.item_id, role="assistant",
+                                content_type="output_audio" if request.speaks else "output_text",
+                                status="in_progress")
+        previous = await host.add_item(item)
+        response = AssistantResponse(request=request, handle=SpeechHandle(response_id=request.response_id),
+                                     item=item, previous_item_id=previous, timeline=timeline,
+                                     tool_calls=host.tool_calls_for(request))
+        self._gate.open(response.handle.generation)
+        if request.speaks:
+            self._by_item[item.id] = response
+        await host.send(events.response_created(self._wire(request, "in_progress", [])))
+        await host.send(events.output_item_added(response_id=request.response_id, item=item.to_wire()))
+        await host.send(events.item_added(item.to_wire(), previous_item_id=previous))
+        await host.send(events.content_part_added(response_id=request.response_id, item_id=item.id,
+                                                  part_type="audio" if request.speaks else "text"))
+        if request.speaks:
+            host.input.set_interrupt_guard(host.config.audio.barge_in_min_speech_ms)
+        self.playing_out = None
+        task = host.spawn(self._drive(response, after=list(after), fixed_text=fixed_text),
+                          name=f"response-{request.response_id}")
+        if task is not None:
+            self._current = response
+
+    def _wire(self, request: ResponseRequest, status: str, output: list[dict[str, Any]],
+              reason: str | None = None, latency: dict[str, Any] | None = None) -> dict[str, Any]:
+        return request.to_wire(status=status, conversation_id="conv_" + self._host.settings.id, output=output,
+                               reason=reason, latency=latency)
+
+    # -- stopping ---------------------------------------------------------------------
+    def interrupt(self, reason: str) -> bool:
+        """Stops the current response now and returns at once; its task sends ``response.done``."""
+        response = self._current
+        if response is None or response.handle.interrupted:
+            return False
+        response.cancel_reason = reason
+        self._gate.close(response.handle.generation)  # frames already queued are stale from this instant
+        response.handle.interrupt()
+        return True
+
+    async def barge_in(self) -> None:
+        """The user started speaking over the assistant: stop the answer, or cut one still
+        playing on the client at what was heard. Never waits for the response to end."""
+        if not self.interrupt("turn_detected") and (playing := self.playing_out) is not None:
+            self.playing_out = None
+            played = playing.played_ms()
+            truncate(playing, played)
+            await self._host.send(events.item_truncated(item_id=playing.item.id, audio_end_ms=int(played)))
+        self._host.input.set_interrupt_guard(None)
+
+    # -- running ----------------------------------------------------------------------
+    async def _prepare_and_run(self, response: AssistantResponse, after: list[asyncio.Task[Any]],
+                               fixed_text: str | None) -> None:
+        host = self._host
+        request = response.request
+        if after:  # cancelling this wait (a barge-in) leaves the transcriptions running
+            await asyncio.wait(after)
+        confirmation = host.thinking.take_confirmation() if fixed_text is None else None
+        tools = host.tool_choice()
+        messages = []
+        if confirmation is not None:  # a memory request: its fixed reply, no LLM
+            fixed_text = confirmation
+        elif fixed_text is None:
+            history = host.conversation.chat_history()
+            query = next((m.content for m in reversed(history) if m.role == "user"), "")
+            hint = host.config.assistant.tool_hint if tools.server_tools else ""
+            prepared = await host.thinking.prepare(
+                instructions=f"{request.instructions} {hint}".strip(), history=history, query=query,
+                language=self._language())
+            messages, response.citations = prepared.messages, prepared.citations
+        plan = plan_response(request, config=host.config, tools=tools, messages=messages, fixed_text=fixed_text,
+                             filler_text=filler(self._language()))
+        response.runner = ResponseRunner(plan=plan, engines=host.engines, handle=response.handle, gate=self._gate,
+                                         send_event=host.send, send_audio=host.send_audio_bytes,
+                                         timeline=response.timeline, tools=response.tool_calls)
+        response.timeline.mark("prompt_ready")
+        await response.runner.run()
+
+    def _language(self) -> str | None:
+        persona = self._host.settings.persona
+        return self._host.user_language() or (persona.language if persona else None)
+
+    async def _drive(self, response: AssistantResponse, *, after: list[asyncio.Task[Any]],
+                     fixed_text: str | None) -> None:
+        host = self._host
+        work = asyncio.create_task(self._prepare_and_run(response, after, fixed_text),
+                                   name=f"run-{response.request.response_id}")
+        try:
+            finished = await response.handle.wait_if_not_interrupted(work)
+        except asyncio.CancelledError:  # the session is closing
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+            raise
+        status, reason = "completed", None
+        if not finished:
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)  # bounded: the runner's cleanup never blocks
+            status, reason = "cancelled", response.cancel_reason
+        elif response.handle.interrupted:  # all sent as the user started talking: cut at what was heard
+            status, reason = "cancelled", response.cancel_reason
+        elif (exc := _failure(work)) is not None:
+            log.error("response %s failed", response.request.response_id, exc_info=exc)
+            status = "failed"
+            host.metrics.errors.labels(code="response_failed").inc()
+            await host.send(events.error(f"response failed: {exc}", code="response_failed", type_="server_error"))
+        await self._end(response, status, reason)
+
+    async def _end(self, response: AssistantResponse, status: str, reason: str | None) -> None:
+        host = self._host
+        self._gate.close(response.handle.generation)
+        outcome, item = response.outcome, response.item
+        speaks = response.request.speaks
+        if status == "completed":
+            item.text = outcome.spoken.full_text() if speaks else outcome.full_text
+            item.status = "completed"
+            if response.citations and item.text.strip():
+                item.citations = response.citations
+                await self._send_citations(response)
+        else:
+            item.text = outcome.spoken.heard_text(response.played_ms()) if speaks else outcome.full_text
+            item.status = "incomplete"
+        item.audio_ms = outcome.spoken.total_audio_ms
+        await self._send_done(response, status, reason)
+        if self._current is response:
+            self._current = None
+        response.handle.mark_done()
+        if status == "completed":
+            host.thinking.after_answer()
+        if status == "failed":
+            await self._apologise_for(response)
+        if status == "completed" and speaks and response.runner is not None:
+            self.playing_out = response
+            await response.runner.wait_for_playout()
+            if self.playing_out is response:
+                self.playing_out = None
+                host.input.set_interrupt_guard(None)
+        elif self._current is None:
+            host.input.set_interrupt_guard(None)
+
+    async def _apologise_for(self, failed: AssistantResponse) -> None:
+        """After a failed answer the user heard nothing of, say sorry: aloud when only the LLM
+        failed, as text when the TTS did. An apology that fails itself is not apologised for."""
+        host = self._host
+        outcome = failed.outcome
+        plan = failed.runner.plan if failed.runner is not None else None
+        if (plan is not None and plan.fixed_text is not None) or host.closed or self.answering:
+            return
+        if outcome.spoken.total_audio_ms > 0 or (not failed.request.speaks and outcome.full_text):
+            return  # part of the answer got through; the error event says the rest failed
+        modalities = ["text"] if outcome.failed_stage == "tts" else list(failed.request.modalities)
+        await self.create(TurnTimeline(), overrides={"output_modalities": modalities},
+                          fixed_text=apology("answer", host.user_language()))
+
+    async def _send_citations(self, response: AssistantResponse) -> None:
+        """Sources go into the transcript, never into the audio."""
+        ids = {"response_id": response.request.response_id, "item_id": response.item.id}
+        delta = "\n" + response.citations
+        if response.request.speaks:
+            await self._host.send(events.audio_transcript_delta(**ids, delta=delta))
+        else:
+            await self._host.send(events.text_delta(**ids, delta=delta))
+
+    async def _send_done(self, response: AssistantResponse, status: str, reason: str | None) -> None:
+        host, request, item = self._host, response.request, response.item
+        ids = {"response_id": request.response_id, "item_id": item.id}
+        text = item.wire_text()
+        if request.speaks:
+            await host.send(events.audio_done(**ids))
+            await host.send(events.audio_transcript_done(**ids, transcript=text))
+        else:
+            await host.send(events.text_done(**ids, text=text))
+        await host.send(events.content_part_done(**ids, part_type="audio" if request.speaks else "text", text=text))
+        await host.send(events.output_item_done(response_id=request.response_id, item=item.to_wire()))
+        await host.send(events.item_done(item.to_wire(), previous_item_id=response.previous_item_id))
+        latency = response.timeline.as_ms()
+        host.metrics.observe_timeline(latency)
+        host.metrics.responses.labels(status=status).inc()
+        log.info("response %s %s latency_ms=%s", request.response_id, status, latency)
+        output = [item.to_wire(), *(extra.to_wire() for extra in response.tool_calls.output_items)]
+        await host.send(events.response_done(self._wire(request, status, output, reason, latency)))
+
+    def close(self) -> None:
+        self._gate.close()
+
+
+def truncate(response: AssistantResponse, played_ms: float) -> None:
+    """The conversation keeps what the user heard of a spoken answer."""
+    response.item.text = response.outcome.spoken.heard_text(played_ms)
+    response.item.status = "incomplete"
+
+
+def _failure(work: asyncio.Task[Any]) -> BaseException | None:
+    """The exception that ended ``work``; a CancelledError here came from below (a job cancelled
+    at shutdown), since neither the interrupt nor the session cancelled it."""
+    if work.cancelled():
+        return RuntimeError("the response was cancelled by the server")
+    return work.exception()
+

@@ -1,0 +1,230 @@
+"""The user's side of one session: speech start and stop, live previews, recognition, the turn's answer.
+
+:class:`AudioInput` calls these hooks as the VAD and the turn detector decide:
+
+- ``on_speech_started``: a new user item; a barge-in if the assistant is talking
+  (:meth:`Responder.barge_in`, which never waits);
+- ``on_speech_stopped``: speculative recognition starts on the turn so far, so
+  Whisper overlaps the end-of-turn decision;
+- ``on_utterance``: the turn is over: commit it, take the transcript (the
+  speculative one when the audio did not change), then answer unless it was
+  only a backchannel ("uh-huh", "嗯") said over the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any, Protocol
+
+import numpy as np
+
+from models.interfaces import MODEL_SAMPLE_RATE_HZ, Transcript
+from models.language_router import detect_language
+from server import events
+from server.apologies import apology
+from server.audio_input import Utterance
+from server.config import Config
+from server.conversation import ConversationItem
+from server.engines import Engines
+from server.ids import new_id
+from server.latency import TurnTimeline
+from server.partial_transcripts import PartialTranscripts
+from server.responder import Responder
+from server.session_settings import SessionSettings
+from server.session_thinking import SessionThinking
+from server.stage_executor import run_with_deadline
+from streaming.barge_in import BargeInPolicy
+
+log = logging.getLogger(__name__)
+
+
+class TurnHost(Protocol):
+    """What the user's turns need of their session."""
+
+    config: Config
+    engines: Engines
+    settings: SessionSettings
+    thinking: SessionThinking
+    responses: Responder
+
+    @property
+    def closed(self) -> bool: ...
+
+    async def send(self, event: dict[str, Any]) -> None: ...
+
+    async def add_item(self, item: ConversationItem, *, after: str | None = None) -> str | None: ...
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any] | None: ...
+
+
+class UserTurns:
+    def __init__(self, host: TurnHost, *, partials: PartialTranscripts | None) -> None:
+        self._host = host
+        self._partials = partials
+        self._barge_in = BargeInPolicy()
+        self._speech_item_id: str | None = None
+        self._spoke_over_answer = False
+        self._early: tuple[int, asyncio.Task[Transcript]] | None = None
+        """Speculative recognition of the turn so far: (its length in samples, the task)."""
+        self._transcribing: dict[str, asyncio.Task[Any]] = {}
+        self._uncommitted: TurnTimeline | None = None
+        """The timeline of a turn committed without an answer (push-to-talk), for response.create."""
+        self.last_language: str | None = None
+        """Whisper's language of the last user turn with words: auto-detect sessions preview only its language."""
+
+    # -- languages --------------------------------------------------------------------
+    def user_language(self) -> str | None:
+        return self._host.settings.transcription_language or self.last_language
+
+    def text_language(self, text: str) -> str | None:
+        return "zh" if detect_language(text) == "zh" else self.user_language() or "en"
+
+    # -- InputHooks -------------------------------------------------------------------
+    async def on_speech_started(self, audio_start_ms: int) -> None:
+        host = self._host
+        self._speech_item_id = new_id("item")
+        host.thinking.user_started_speaking()
+        self._spoke_over_answer = host.responses.audible
+        await host.send(events.speech_started(audio_start_ms=audio_start_ms, item_id=self._speech_item_id))
+        if self._partials is not None and self._wants_partials(self._partials.language):
+            self._partials.start(self._speech_item_id)
+        td = host.settings.turn_detection
+        if td is not None and td.interrupt_response:
+            await host.responses.barge_in()
+
+    def _wants_partials(self, language: str) -> bool:
+        """Previews only when transcripts are on and the user likely speaks the preview recogniser's language."""
+        if not self._host.settings.transcription:
+            return False
+        pinned = self._host.settings.transcription_language
+        if pinned is not None:
+            return pinned == language
+        # Auto-detect: only once a turn was heard in the preview's language. Guessing on the first
+        # turn showed Mandarin speakers English nonsense ("or will shoot for the time") until Whisper.
+        return self.last_language == language
+
+    def on_turn_audio(self, audio: np.ndarray) -> None:
+        if self._partials is not None:
+            self._partials.feed(audio)
+
+    async def on_speech_stopped(self, audio_end_ms: int, audio: np.ndarray) -> None:
+        await self._host.send(events.speech_stopped(audio_end_ms=audio_end_ms,
+                                                    item_id=self._speech_item_id or new_id("item")))
+        # The turn usually ends on exactly this audio, so decoding it now overlaps Whisper with the
+        # end-of-turn decision. If the user goes on, the result is dropped.
+        self._discard_early()
+        task = self._host.spawn(self._recognise(audio), name="early-asr")
+        if task is not None:
+            self._early = (len(audio), task)
+
+    async def on_utterance(self, utterance: Utterance) -> None:
+        td = self._host.settings.turn_detection
+        await self.commit(utterance, respond=td is not None and td.create_response)
+
+    # -- turns ------------------------------------------------------------------------
+    def clear(self) -> None:
+        """``input_audio_buffer.clear``: the turn in progress is dropped."""
+        self._discard_early()
+        if self._partials is not None and self._speech_item_id is not None:
+            self._partials.finish(self._speech_item_id)
+        self._speech_item_id = None
+
+    def pending_transcriptions(self) -> list[asyncio.Task[Any]]:
+        return [task for task in self._transcribing.values() if not task.done()]
+
+    def take_uncommitted_timeline(self) -> TurnTimeline | None:
+        timeline, self._uncommitted = self._uncommitted, None
+        return timeline
+
+    async def commit(self, utterance: Utterance, *, respond: bool) -> None:
+        """The utterance becomes a user item now; its transcript and answer follow in a task."""
+        host = self._host
+        item = ConversationItem(id=self._speech_item_id or new_id("item"), role="user", content_type="input_audio",
+                                text=None, status="completed")
+        self._speech_item_id = None
+        during_answer, self._spoke_over_answer = self._spoke_over_answer, False
+        previewed = self._partials.finish(item.id) if self._partials is not None else False
+        previous = await host.add_item(item)
+        await host.send(events.buffer_committed(item_id=item.id, previous_item_id=previous))
+        await host.send(events.item_added(item.to_wire(), previous_item_id=previous))
+        timeline = TurnTimeline()
+        if utterance.speech_end_at is not None:
+            timeline.mark("speech_end", utterance.speech_end_at)
+        timeline.mark("turn_end", utterance.turn_end_at)
+        task = host.spawn(self._transcribe_and_answer(item, previous, utterance, timeline, respond=respond,
+                                                      during_answer=during_answer, previewed=previewed),
+                          name=f"turn-{item.id}")
+        if task is not None:
+            self._transcribing[item.id] = task
+            task.add_done_callback(lambda _: self._transcribing.pop(item.id, None))
+        self._uncommitted = None if respond else timeline
+
+    def _discard_early(self) -> None:
+        if self._early is not None:
+            self._early[1].cancel()
+            self._early = None
+
+    async def _recognise(self, audio: np.ndarray) -> Transcript:
+        host = self._host
+        language = host.settings.transcription_language
+
+        def recognise() -> Transcript:
+            stream = host.engines.asr.open_stream(language=language)
+            stream.accept_audio(audio)
+            return stream.finish()
+
+        return await run_with_deadline(host.engines.executors.asr, recognise,
+                                       timeout_s=host.config.assistant.asr_timeout_s)
+
+    async def _transcript_of(self, utterance: Utterance) -> Transcript:
+        early, self._early = self._early, None
+        if early is not None and early[0] == len(utterance.audio):
+            return await early[1]
+        if early is not None:
+            early[1].cancel()
+        return await self._recognise(utterance.audio)
+
+    async def _transcribe_and_answer(self, item: ConversationItem, previous: str | None, utterance: Utterance,
+                                     timeline: TurnTimeline, *, respond: bool, during_answer: bool,
+                                     previewed: bool) -> None:
+        """Whisper's transcript is final: ``completed`` carries it and replaces any live preview.
+
+        Clients concatenate deltas, so Whisper's text goes out as one more delta only when no
+        preview delta was sent for the item (``previewed`` false: partials off, another
+        language, push-to-talk); after a preview that delta would duplicate the words.
+        """
+        host = self._host
+        try:
+            transcript = await self._transcript_of(utterance)
+        except Exception as exc:  # the engine failed; the session goes on
+            log.exception("transcription failed")
+            await host.send(events.transcription_failed(item_id=item.id, message=str(exc)))
+            if respond and not host.responses.answering and not host.closed:
+                await host.responses.create(TurnTimeline(), fixed_text=apology("hearing", self.user_language()))
+            return
+        timeline.mark("transcript_final")
+        text = transcript.text
+        if text.strip():
+            self.last_language = transcript.language
+        item.text = text
+        if host.settings.transcription:
+            if text and not previewed:
+                await host.send(events.transcription_delta(item_id=item.id, delta=text))
+            await host.send(events.transcription_completed(
+                item_id=item.id, transcript=text, audio_secs=len(utterance.audio) / MODEL_SAMPLE_RATE_HZ))
+        await host.send(events.item_done(item.to_wire(), previous_item_id=previous))
+        if text.strip():
+            await host.thinking.on_user_words(text, transcript.language or self.user_language())
+        if not respond or not text.strip():
+            return
+        if during_answer and self._barge_in.is_backchannel(text):
+            log.info("backchannel %r: no new response", text)
+            return
+        await host.responses.create(timeline, replace_reason="turn_detected")
+
+    async def aclose(self) -> None:
+        self._discard_early()
+        if self._partials is not None:
+            await self._partials.aclose()

@@ -81,10 +81,16 @@ class PartialStream(Protocol):
 
 
 class PartialRecognizer(Protocol):
-    """Live preview transcripts while the user speaks; the final transcript still comes from the SpeechRecognizer."""
+    """Live preview transcripts while the user speaks.
+
+    With ``final_transcripts`` true (a streaming ASR such as sherpa-onnx) its streams also have
+    ``finish(samples) -> Transcript``, and the turn's final transcript comes from the stream that
+    made the previews; otherwise it comes from the SpeechRecognizer.
+    """
 
     language: str
     """The one language it recognises; previews of other languages would be noise."""
+    final_transcripts: bool
 
     def open_stream(self) -> PartialStream:
         """Blocking (it may load a decoder); each stream is independent of every other."""

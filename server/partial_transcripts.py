@@ -8,6 +8,12 @@ the decoder falls more than ``max_backlog_ms`` behind, previews stop for the
 rest of that utterance rather than queue (Whisper's final transcript still
 comes). The decoder stream is opened lazily, reset per utterance and closed
 in the executor, after any job still running there.
+
+When the preview recogniser is the session's streaming ASR (sherpa-onnx), its
+stream has already decoded the turn by the time the turn ends: the final
+transcript then comes from that same stream (:meth:`finish` with
+``want_final``), flushing only the audio not yet decoded, instead of decoding
+the whole utterance a second time.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from models.interfaces import MODEL_SAMPLE_RATE_HZ, PartialRecognizer, PartialStream
+from models.interfaces import MODEL_SAMPLE_RATE_HZ, PartialRecognizer, PartialStream, Transcript
 from server import events
 from server.stage_executor import run_with_deadline
 from streaming.stable_partials import StablePartials
@@ -48,6 +54,14 @@ class _Utterance:
     gave_up: bool = False
 
 
+@dataclass
+class FinishedPreview:
+    sent_deltas: bool
+    """Whether any preview delta was sent for the item (then no full-text delta should follow)."""
+    transcript: asyncio.Task[Transcript] | None = None
+    """The final transcript from the preview's own stream, when its recogniser gives one."""
+
+
 class PartialTranscripts:
     def __init__(self, *, recognizer: PartialRecognizer, executor: Executor,
                  spawn: Callable[[Awaitable[Any], str], asyncio.Task[Any]],
@@ -65,6 +79,16 @@ class PartialTranscripts:
     @property
     def language(self) -> str:
         return self._recognizer.language
+
+    @property
+    def gives_final(self) -> bool:
+        """Its streams' ``finish()`` is the turn's final transcript (a streaming ASR, not a preview-only model)."""
+        return bool(getattr(self._recognizer, "final_transcripts", False))
+
+    def will_give_final(self, item_id: str | None) -> bool:
+        """Whether :meth:`finish` will give ``item_id``'s final transcript (so nothing else need decode it)."""
+        utt = self._utterance
+        return self.gives_final and utt is not None and utt.item_id == item_id and not utt.gave_up
 
     def start(self, item_id: str) -> None:
         """A new user turn: previews go to ``item_id`` (the id of its speech_started and committed item)."""
@@ -86,13 +110,25 @@ class PartialTranscripts:
         if self._job is None and self._ready() is not None:
             self._job = self._spawn(self._drain(), "partials")
 
-    def finish(self, item_id: str) -> bool:
-        """The turn is committed: stop previewing it. Returns whether any delta was sent for ``item_id``."""
+    def finish(self, item_id: str, *, want_final: bool = False) -> FinishedPreview:
+        """The turn is committed: stop previewing it. With ``want_final``, and a recogniser whose
+        streams give the final transcript, that transcript comes from the stream that made the
+        previews, after the decode already in flight (the executor keeps the order)."""
         utt = self._utterance
         if utt is None or utt.item_id != item_id:
-            return False
+            return FinishedPreview(sent_deltas=False)
+        transcript = None
+        if want_final and self.will_give_final(item_id):
+            transcript = self._spawn(self._final(utt), "final-asr")
         self._utterance = None
-        return utt.sent_deltas
+        return FinishedPreview(sent_deltas=utt.sent_deltas, transcript=transcript)
+
+    async def _final(self, utt: _Utterance) -> Transcript:
+        audio = np.concatenate(utt.pending) if utt.pending else None
+        utt.pending, utt.pending_samples = [], 0
+        fresh, utt.started = not utt.started, True
+        return await run_with_deadline(self._executor, self._finish_stream, fresh, audio,
+                                       timeout_s=PARTIAL_JOB_TIMEOUT_S)
 
     def _ready(self) -> _Utterance | None:
         utt = self._utterance
@@ -133,6 +169,16 @@ class PartialTranscripts:
         elif fresh:
             self._stream.reset()
         return self._stream.accept_audio(audio)
+
+    def _finish_stream(self, fresh: bool, audio: np.ndarray | None) -> Transcript:
+        """Runs in the executor: the rest of the turn's audio, then the stream's final transcript."""
+        if self._closed:
+            raise RuntimeError("the session closed before its transcript was finished")
+        if self._stream is None:
+            self._stream = self._recognizer.open_stream()
+        elif fresh:
+            self._stream.reset()
+        return self._stream.finish(audio)  # type: ignore[attr-defined]
 
     async def aclose(self) -> None:
         """Stops previews and closes the stream in the executor, after any job still running there."""

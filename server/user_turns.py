@@ -113,8 +113,11 @@ class UserTurns:
         await self._host.send(events.speech_stopped(audio_end_ms=audio_end_ms,
                                                     item_id=self._speech_item_id or new_id("item")))
         # The turn usually ends on exactly this audio, so decoding it now overlaps Whisper with the
-        # end-of-turn decision. If the user goes on, the result is dropped.
+        # end-of-turn decision. If the user goes on, the result is dropped. A streaming ASR that
+        # made the previews already has the turn decoded: nothing to start.
         self._discard_early()
+        if self._partials is not None and self._partials.will_give_final(self._speech_item_id):
+            return
         task = self._host.spawn(self._recognise(audio), name="early-asr")
         if task is not None:
             self._early = (len(audio), task)
@@ -145,7 +148,7 @@ class UserTurns:
                                 text=None, status="completed")
         self._speech_item_id = None
         during_answer, self._spoke_over_answer = self._spoke_over_answer, False
-        previewed = self._partials.finish(item.id) if self._partials is not None else False
+        preview = self._partials.finish(item.id, want_final=True) if self._partials is not None else None
         previous = await host.add_item(item)
         await host.send(events.buffer_committed(item_id=item.id, previous_item_id=previous))
         await host.send(events.item_added(item.to_wire(), previous_item_id=previous))
@@ -154,7 +157,9 @@ class UserTurns:
             timeline.mark("speech_end", utterance.speech_end_at)
         timeline.mark("turn_end", utterance.turn_end_at)
         task = host.spawn(self._transcribe_and_answer(item, previous, utterance, timeline, respond=respond,
-                                                      during_answer=during_answer, previewed=previewed),
+                                                      during_answer=during_answer,
+                                                      previewed=preview is not None and preview.sent_deltas,
+                                                      streamed=preview.transcript if preview else None),
                           name=f"turn-{item.id}")
         if task is not None:
             self._transcribing[item.id] = task
@@ -178,7 +183,15 @@ class UserTurns:
         return await run_with_deadline(host.engines.executors.asr, recognise,
                                        timeout_s=host.config.assistant.asr_timeout_s)
 
-    async def _transcript_of(self, utterance: Utterance) -> Transcript:
+    async def _transcript_of(self, utterance: Utterance, streamed: asyncio.Task[Transcript] | None) -> Transcript:
+        """The streaming ASR's own final text when it made the previews; else the speculative
+        decode when the turn ended on the audio it had; else a decode of the utterance now."""
+        if streamed is not None:
+            self._discard_early()
+            try:
+                return await streamed
+            except Exception:  # noqa: BLE001 (the whole utterance is decoded instead)
+                log.exception("the streaming transcript failed; decoding the turn again")
         early, self._early = self._early, None
         if early is not None and early[0] == len(utterance.audio):
             return await early[1]
@@ -188,7 +201,7 @@ class UserTurns:
 
     async def _transcribe_and_answer(self, item: ConversationItem, previous: str | None, utterance: Utterance,
                                      timeline: TurnTimeline, *, respond: bool, during_answer: bool,
-                                     previewed: bool) -> None:
+                                     previewed: bool, streamed: asyncio.Task[Transcript] | None) -> None:
         """Whisper's transcript is final: ``completed`` carries it and replaces any live preview.
 
         Clients concatenate deltas, so Whisper's text goes out as one more delta only when no
@@ -197,7 +210,7 @@ class UserTurns:
         """
         host = self._host
         try:
-            transcript = await self._transcript_of(utterance)
+            transcript = await self._transcript_of(utterance, streamed)
         except Exception as exc:  # the engine failed; the session goes on
             log.exception("transcription failed")
             await host.send(events.transcription_failed(item_id=item.id, message=str(exc)))

@@ -47,9 +47,11 @@ class ScriptedASR:
 
     def __init__(self) -> None:
         self.transcripts: list[Transcript] = []
+        self.calls = 0
 
     def open_stream(self, *, language=None):
         asr = self
+        self.calls += 1
 
         class _Stream:
             def accept_audio(self, samples):

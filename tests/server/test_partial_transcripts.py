@@ -99,8 +99,8 @@ async def test_stable_words_go_out_as_deltas_of_the_item(executor):
     assert {e["item_id"] for e in sent} == {"item_1"}
     text = "".join(e["delta"] for e in sent)
     assert text and "one two three four five six seven eight".startswith(text)
-    assert partials.finish("item_1") is True
-    assert partials.finish("item_1") is False  # already finished
+    assert partials.finish("item_1").sent_deltas is True
+    assert partials.finish("item_1").sent_deltas is False  # already finished
 
 
 async def test_one_job_in_flight_and_audio_merged_while_busy(executor):
@@ -144,7 +144,7 @@ async def test_a_decoder_too_far_behind_stops_previews_for_the_turn(executor):
     partials.feed(BLOCK)
     await settle(recognizer, partials)
     assert recognizer.fed == [1600]
-    assert partials.finish("item_1") is False and sent == []
+    assert partials.finish("item_1").sent_deltas is False and sent == []
     partials.start("item_2")  # the next turn previews again, on a reset stream
     for _ in range(6):
         partials.feed(BLOCK)
@@ -166,7 +166,7 @@ async def test_a_result_arriving_after_the_commit_is_dropped(executor):
     for _ in range(5):
         partials.feed(BLOCK)
     before = list(sent)
-    assert partials.finish("item_1") is True
+    assert partials.finish("item_1").sent_deltas is True
     recognizer.gate.set()
     await settle(recognizer, partials)
     assert recognizer.fed == [1600] * 4  # the job in flight ended; the audio queued behind it was not decoded

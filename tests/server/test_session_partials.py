@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
+
+import numpy as np
 
 from models.interfaces import Transcript
 from tests.server.session_harness import ScriptedASR, SessionHarness, utterance
@@ -74,3 +75,47 @@ async def test_aclose_closes_the_preview_stream(make_session):
     await session.session.aclose()
     assert session.engines.partials.closed == 1
     assert not len(session.session.tasks)
+
+
+class _StreamingASRRecognizer(ScriptedRecognizer):
+    """A preview recogniser that is also the turn's ASR (as sherpa-onnx is): its stream's ``finish``
+    is the final transcript; counts how much audio reached it at the end."""
+
+    final_transcripts = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.finished_with: list[int] = []
+
+    def open_stream(self):
+        stream = super().open_stream()
+        owner = self
+
+        def finish(samples=None) -> Transcript:
+            owner.finished_with.append(owner.samples + (0 if samples is None else len(samples)))
+            words = owner.words[: owner.finished_with[-1] // 1600]
+            stream.reset()
+            return Transcript(" ".join(words).capitalize() + ".", "en")
+
+        stream.finish = finish
+        return stream
+
+
+async def test_a_streaming_asr_gives_the_final_transcript_from_the_stream_that_made_the_previews(make_session):
+    """No second decode of the turn: the whole-utterance recogniser is never asked, nor is a
+    speculative decode started at the speech stop."""
+    harness = await make_session(partials=_StreamingASRRecognizer(), start=False)
+    harness.session.settings = dataclasses.replace(harness.session.settings, transcription_language="en")
+    turns = harness.session.turns
+    await turns.on_speech_started(0)
+    item_id = harness.of_type("input_audio_buffer.speech_started")[-1]["item_id"]
+    for _ in range(5):
+        turns.on_turn_audio(BLOCK)
+        await harness.settled()
+    turns.on_turn_audio(BLOCK[:800])  # 50 ms not yet decoded when the turn ends
+    await turns.on_speech_stopped(550, np.zeros(8800, np.float32))
+    await turns.commit(utterance(0.55), respond=False)
+    completed = await harness.until(COMPLETED, where=lambda e: e["item_id"] == item_id)
+    assert completed["transcript"] == "One two three four five."
+    assert harness.engines.partials.finished_with == [5 * 1600 + 800]  # the undecoded tail was flushed in
+    assert harness.engines.asr.calls == 0  # Whisper's path never ran, not even speculatively

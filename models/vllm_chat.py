@@ -2,7 +2,7 @@
 
 The scalable path is a vLLM server behind :class:`models.openai_chat.OpenAIChatModel`; this
 one saves the HTTP hop. The chat template is the served model's own (its tokenizer's
-``apply_chat_template``), never assembled by string concatenation here. LoRA adapters: vLLM
+``apply_chat_template``, rendered off the event loop), never assembled by string concatenation here. LoRA adapters: vLLM
 serves several on one base model; a persona names its adapter and each request carries the
 matching ``LoRARequest``. Closing the stream (barge-in) aborts the request inside the engine,
 which frees its KV cache and batch slot at once. Tools go to the chat template, which writes
@@ -12,9 +12,12 @@ the model's own tool prompt; the calls come back as text, found by
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import itertools
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,8 +64,11 @@ def build_engine(params: VLLMParams) -> Any:
 class VLLMChatModel:
     """:class:`models.interfaces.ChatModel` on an in-process vLLM engine."""
 
-    def __init__(self, params: VLLMParams, *, engine: Any | None = None) -> None:
+    def __init__(self, params: VLLMParams, *, engine: Any | None = None, executor: Executor | None = None) -> None:
         self.params = params
+        self._executor = executor
+        """Where the chat template is rendered (a Jinja render of the whole history is CPU work that
+        must not hold the event loop); None: asyncio's default executor."""
         self._engine = engine if engine is not None else build_engine(params)
         self._lora_ids = {name: i for i, name in enumerate(sorted(params.adapters), start=1)}
         self._ids = itertools.count()
@@ -90,8 +96,9 @@ class VLLMChatModel:
         tokenizer = await self._engine.get_tokenizer()
         offered = params.tools if params.tool_choice != "none" else ()
         extra = {"tools": tool_payload(offered)} if offered else {}  # the template writes the tool prompt
-        prompt = tokenizer.apply_chat_template(template_messages(messages), tokenize=False,
-                                               add_generation_prompt=True, **extra)
+        render = functools.partial(tokenizer.apply_chat_template, template_messages(messages), tokenize=False,
+                                   add_generation_prompt=True, **extra)
+        prompt = await asyncio.get_running_loop().run_in_executor(self._executor, render)
         calls = TextToolCalls(offered=(t.name for t in offered))
         request_id = f"tingshuo-{next(self._ids)}-{uuid.uuid4().hex[:8]}"
         finished = False

@@ -6,8 +6,12 @@ the server down. Every request has its own id, text queue and thread inside the 
 CosyVoice's own model keeps per-request state keyed by a uuid and is meant to be driven from
 several threads, so two sessions speak at once without sharing stream state.
 
-Bidirectional: :meth:`CosyVoiceSynthesizer.open_stream` takes text as the LLM produces it
-and yields audio as CosyVoice makes it (``inference_zero_shot`` accepts a text generator).
+Requests: the response runner calls :meth:`CosyVoiceSynthesizer.synthesize` once per chunk of
+the sentence chunker (the first clause, then whole sentences), reads its audio chunks and closes
+the iterator when the chunk is spoken or the answer is cancelled; closing it early tells the
+worker to drop the request (its model generator is closed and its text queue forgotten).
+:meth:`CosyVoiceSynthesizer.open_stream` can also take text as the LLM produces it
+(``inference_zero_shot`` accepts a text generator); the runner does not use that yet.
 Speakers are zero-shot prompts: ``NAME.wav`` (a few seconds of speech) beside ``NAME.txt``
 (its transcript) in one folder; each is registered once with ``add_zero_shot_spk``.
 
@@ -23,6 +27,7 @@ import logging
 import multiprocessing as mp
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,14 +151,16 @@ def _worker_main(config: CosyVoiceConfig, inbox: mp.Queue, outbox: mp.Queue) -> 
     cancelled: set[int] = set()
     lock = threading.Lock()
 
-    def speak(rid: int, speaker: str, speed: float) -> None:
+    def speak(rid: int, speaker: str, speed: float, pieces: queue.Queue) -> None:
         def text_in() -> Iterator[str]:
-            while (piece := texts[rid].get()) is not _END:
+            while (piece := pieces.get()) is not _END:
                 yield piece
 
+        chunks = None
         try:
-            for chunk in model.inference_zero_shot(text_in(), "", None, zero_shot_spk_id=speaker, stream=True,
-                                                   speed=speed):
+            chunks = model.inference_zero_shot(text_in(), "", None, zero_shot_spk_id=speaker, stream=True,
+                                               speed=speed)
+            for chunk in chunks:
                 if rid in cancelled:
                     break
                 outbox.put(("audio", rid, _pcm16(chunk)))
@@ -161,6 +168,11 @@ def _worker_main(config: CosyVoiceConfig, inbox: mp.Queue, outbox: mp.Queue) -> 
         except Exception as exc:
             outbox.put(("error", rid, repr(exc)))
         finally:
+            if chunks is not None and hasattr(chunks, "close"):
+                try:
+                    chunks.close()  # a cancelled request's model generator ends now, not at garbage collection
+                except Exception:  # noqa: BLE001 (its own clean-up failing must not kill the worker)
+                    log.exception("closing CosyVoice request %d", rid)
             with lock:
                 texts.pop(rid, None)
                 cancelled.discard(rid)
@@ -171,10 +183,14 @@ def _worker_main(config: CosyVoiceConfig, inbox: mp.Queue, outbox: mp.Queue) -> 
         if op == "stop":
             return
         rid = command[1]
-        if op == "open":
+        if op == "requests":  # which requests the worker still holds (tests, diagnostics)
             with lock:
-                texts[rid] = queue.Queue()
-            threading.Thread(target=speak, args=(rid, command[2], command[3]), name=f"cosyvoice-{rid}",
+                outbox.put(("requests", rid, sorted(texts)))
+        elif op == "open":
+            pieces: queue.Queue = queue.Queue()
+            with lock:
+                texts[rid] = pieces
+            threading.Thread(target=speak, args=(rid, command[2], command[3], pieces), name=f"cosyvoice-{rid}",
                              daemon=True).start()
         elif op == "text" and rid in texts:
             texts[rid].put(command[2])
@@ -258,11 +274,19 @@ class CosyVoiceSynthesizer:
         self._streams: dict[int, CosyVoiceStream] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self._replies: queue.Queue = queue.Queue()
+        self._query_lock = threading.Lock()
+        self._closed = False
         self._router = threading.Thread(target=self._route, name="cosyvoice-router", daemon=True)
         self._router.start()
 
+    @property
+    def worker_pid(self) -> int | None:
+        return self._process.pid
+
     def _send(self, command: tuple) -> None:
-        self._inbox.put(command)
+        if not self._closed:
+            self._inbox.put(command)
 
     def _forget(self, rid: int) -> None:
         with self._lock:
@@ -276,12 +300,17 @@ class CosyVoiceSynthesizer:
                 return
             if message[0] == "closed":
                 return
+            if message[0] == "requests":
+                self._replies.put((message[1], message[2]))
+                continue
             with self._lock:
                 stream = self._streams.get(message[1])
             if stream is not None:
                 stream._audio.put((message[0], message[2] if len(message) > 2 else None))
 
     def open_stream(self, *, voice: str | None = None, speed: float = 1.0) -> CosyVoiceStream:
+        if self._closed:
+            raise CosyVoiceError("the CosyVoice worker is shut down")
         speaker = voice if voice in self.speakers else self._default
         stream = CosyVoiceStream(self, next(self._ids))
         with self._lock:
@@ -290,16 +319,51 @@ class CosyVoiceSynthesizer:
         return stream
 
     def synthesize(self, text: str, *, voice: str | None = None, speed: float = 1.0) -> Iterator[np.ndarray]:
+        """One request for ``text``: its audio chunks (blocking; run it in the TTS executor).
+
+        Closing the iterator before its end (``.close()``, from the thread that reads it) cancels
+        the request: the worker stops its model generator and forgets it."""
         stream = self.open_stream(voice=voice, speed=speed)
-        stream.push_text(text)
-        stream.end_text()
-        yield from stream.audio()
+        try:
+            stream.push_text(text)
+            stream.end_text()
+            yield from stream.audio()
+        finally:
+            stream.cancel()  # a no-op once the worker said "done"
+
+    def active_requests(self, timeout_s: float = 5.0) -> list[int]:
+        """The request ids the worker process still holds (each has a thread and a text queue there)."""
+        if self._closed:
+            return []
+        with self._query_lock:
+            token = next(self._ids)
+            self._send(("requests", token))
+            deadline = time.monotonic() + timeout_s
+            while True:
+                try:
+                    answered, requests = self._replies.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    raise CosyVoiceError(f"the CosyVoice worker did not answer within {timeout_s:g} s") from None
+                if answered == token:  # an earlier question's late answer is dropped
+                    return requests
 
     def close(self) -> None:
+        """Stop the worker process (gently, then by force) and end every open stream with an error.
+        Idempotent."""
+        if self._closed:
+            return
         if self._process.is_alive():
-            self._send(("stop",))
+            self._inbox.put(("stop",))
             self._process.join(10)
             if self._process.is_alive():
                 self._process.kill()
+                self._process.join(5)
+        self._closed = True
         self._outbox.put(("closed",))
         self._router.join(5)
+        with self._lock:
+            streams, self._streams = list(self._streams.values()), {}
+        for stream in streams:  # a reader blocked on audio() wakes now instead of at its timeout
+            stream._audio.put(("error", "the CosyVoice worker was shut down"))
+        self._inbox.cancel_join_thread()
+        self._outbox.cancel_join_thread()

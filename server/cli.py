@@ -1,4 +1,9 @@
-"""The ``tingshuo`` console script: ``serve``, ``models``, ``config``, ``bench``, ``soak``, ``kb``."""
+"""The server's commands of the ``tingshuo`` console script: ``serve``, ``models``, ``config``, ``kb``.
+
+The console script itself is ``tingshuo.cli``: it adds ``bench`` and ``soak`` (clients of a running
+server, in ``benchmarks``, a layer above this one) and hands every other command to :func:`main`.
+``--config`` and ``--set`` configure the server: before the command or after it.
+"""
 
 from __future__ import annotations
 
@@ -7,44 +12,84 @@ import dataclasses
 import json
 import logging
 import sys
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TextIO
 
 from server.config import ConfigError, load_config
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tingshuo", description="Self-hosted real-time voice assistant")
-    parser.add_argument("--config", type=Path, help="TOML config file (default: $TINGSHUO_CONFIG)")
-    parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+GLOBAL_OPTIONS = ("--config", "--set")
+"""The options that configure the server, each taking one value."""
+
+ClientCommand = Callable[[list[str]], int]
+"""A command that is a client of the server (``bench``, ``soak``): its own arguments in, exit status out."""
+
+
+def _global_option(arg: str) -> str | None:
+    """The global option ``arg`` names (argparse also takes a unique prefix such as ``--conf``)."""
+    name = arg.split("=", 1)[0]
+    if len(name) < 3 or not name.startswith("--"):
+        return None
+    matches = [option for option in GLOBAL_OPTIONS if option.startswith(name)]
+    return matches[0] if len(matches) == 1 else None
+
+
+def command_index(argv: list[str]) -> int:
+    """Where the command is in ``argv``: the first argument after the leading ``--config``/``--set``
+    options (``len(argv)`` when there is none)."""
+    i = 0
+    while i < len(argv) and _global_option(argv[i]):
+        i += 1 if "=" in argv[i] else 2
+    return min(i, len(argv))
+
+
+def _config_options(parser: argparse.ArgumentParser, *, after_command: bool) -> None:
+    # After the command the values go to their own attributes (a subparser's namespace would
+    # otherwise replace the ones given before the command); main() joins the two.
+    suffix = "_after" if after_command else ""
+    default = argparse.SUPPRESS if after_command else None
+    parser.add_argument("--config", dest="config" + suffix, type=Path, default=default,
+                        help="TOML config file (default: $TINGSHUO_CONFIG)")
+    parser.add_argument("--set", dest="assignments" + suffix, action="append",
+                        default=argparse.SUPPRESS if after_command else [], metavar="SECTION.FIELD=VALUE",
                         help="override one setting; repeatable")
+
+
+def _parser(client_commands: Mapping[str, tuple[str, ClientCommand]] | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tingshuo", description="Self-hosted real-time voice assistant")
+    _config_options(parser, after_command=False)
+    config_after = argparse.ArgumentParser(add_help=False)
+    _config_options(config_after, after_command=True)
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="start the Realtime WebSocket server")
+    serve = sub.add_parser("serve", help="start the Realtime WebSocket server", parents=[config_after])
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--asr", choices=["whisper-base", "sherpa"], help="= --set models.asr=...")
     serve.add_argument("--llm", choices=["qwen2.5-0.5b", "smollm2-135m", "openai", "vllm"], help="= --set models.llm=...")
     serve.add_argument("--tts", choices=["embedded", "cosyvoice"], help="= --set models.tts=...")
-    models = sub.add_parser("models", help="list, pull, verify and assemble models")
+    models = sub.add_parser("models", help="list, pull, verify and assemble models", parents=[config_after])
     models.add_argument("action", choices=["list", "pull", "verify", "assemble", "install"],
                         help="install is assemble's old name")
     models.add_argument("name", nargs="?", help="pull: a model key from `tingshuo models list`")
     models.add_argument("--sha256", help="pull: the archive's sha256 where none is pinned")
     models.add_argument("--trust-unverified", action="store_true",
                         help="pull: install without a checksum (the manifest then guards later changes)")
-    sub.add_parser("config", help="print the effective configuration as JSON")
-    bench = sub.add_parser("bench", help="measure a Realtime server's latency (tingshuo bench --help)", add_help=False)
-    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
-    soak = sub.add_parser("soak", help="N sessions talking for a fixed time (tingshuo soak --help)", add_help=False)
-    soak.add_argument("soak_args", nargs=argparse.REMAINDER)
+    sub.add_parser("config", help="print the effective configuration as JSON", parents=[config_after])
+    for name, (help_text, _run) in (client_commands or {}).items():
+        # Listed for --help only: main() runs a client command before this parser sees it.
+        sub.add_parser(name, help=help_text, add_help=False)
     kb = sub.add_parser("kb", help="the knowledge base answers cite (knowledge.path)")
     kb_sub = kb.add_subparsers(dest="kb_action", required=True)
-    kb_sub.add_parser("add", help="add or update documents").add_argument(
+    kb_sub.add_parser("add", help="add or update documents", parents=[config_after]).add_argument(
         "paths", nargs="+", metavar="PATH", help=".md, .markdown, .txt or .pdf files, or folders of them")
-    kb_sub.add_parser("list", help="the documents it holds")
-    kb_search = kb_sub.add_parser("search", help="the passages that best answer a question")
+    kb_sub.add_parser("list", help="the documents it holds", parents=[config_after])
+    kb_search = kb_sub.add_parser("search", help="the passages that best answer a question", parents=[config_after])
     kb_search.add_argument("question")
     kb_search.add_argument("-k", type=int, help="passages at most (default: knowledge.top_k)")
-    kb_sub.add_parser("remove", help="forget a document").add_argument("source", help="its path, as `kb list` shows")
+    kb_sub.add_parser("remove", help="forget a document", parents=[config_after]).add_argument(
+        "source", help="its path, as `kb list` shows")
     return parser
 
 
@@ -81,6 +126,55 @@ def _size(n: int | None) -> str:
     return "?" if n is None else f"{n / 2**20:,.0f} MB"
 
 
+class PullProgress:
+    """``models pull``'s progress on stderr: tqdm's bar when tqdm is installed (the ``bench`` extra),
+    otherwise a plain line, rewritten in place on a terminal and printed every few seconds elsewhere."""
+
+    def __init__(self, label: str, stream: TextIO | None = None) -> None:
+        self.label = label
+        self.stream = stream if stream is not None else sys.stderr
+        self._bar = None
+        self._tqdm = None
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            pass
+        else:
+            self._tqdm = tqdm
+        self._interactive = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._last_line_at = float("-inf")
+        self._last: tuple[int, int | None] | None = None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self._tqdm is not None:
+            if self._bar is None:
+                self._bar = self._tqdm(total=total, unit="B", unit_scale=True, desc=self.label, initial=0,
+                                       file=self.stream)
+            self._bar.update(done - self._bar.n)
+            return
+        self._last = (done, total)
+        now = time.monotonic()
+        if now - self._last_line_at >= (0.5 if self._interactive else 5.0):
+            self._last_line_at = now
+            self._write(done, total)
+
+    def _write(self, done: int, total: int | None, end: str = "") -> None:
+        line = f"{self.label}: {done / 2**20:,.1f} MB"
+        if total:
+            line += f" of {total / 2**20:,.1f} MB ({100 * done / total:.0f}%)"
+        if self._interactive:
+            self.stream.write("\r" + line + end)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        elif self._last is not None:
+            self._write(*self._last, end="\n")
+
+
 def _models(config, args) -> int:
     from models import embedded_store
     from models.download_catalogue import downloadable_models, find_model
@@ -109,16 +203,7 @@ def _models(config, args) -> int:
         except KeyError as exc:
             print(f"tingshuo: {exc.args[0]}", file=sys.stderr)
             return 2
-        from tqdm import tqdm
-
-        bar = None
-
-        def progress(done: int, total: int | None) -> None:
-            nonlocal bar
-            if bar is None:
-                bar = tqdm(total=total, unit="B", unit_scale=True, desc=model.key, initial=0)
-            bar.update(done - bar.n)
-
+        progress = PullProgress(model.key)
         try:
             folder = pull(model, model_dir, sha256=args.sha256, trust_unverified=args.trust_unverified,
                           progress=progress)
@@ -126,8 +211,7 @@ def _models(config, args) -> int:
             print(f"tingshuo: {exc}", file=sys.stderr)
             return 1
         finally:
-            if bar is not None:
-                bar.close()
+            progress.close()
         print(f"{model.key}: {folder}")
         return 0
     failed = False
@@ -149,18 +233,30 @@ def _models(config, args) -> int:
     return 1 if failed else 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None,
+         client_commands: Mapping[str, tuple[str, ClientCommand]] | None = None) -> int:
+    """Run one command. ``client_commands`` (name: (help, run)) are the commands that talk to a
+    running server instead of configuring one; the console script ``tingshuo.cli`` passes ``bench``
+    and ``soak``. They take their own options; ``--config``/``--set`` before them are refused."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["bench"]:  # the harness has its own options and needs no server configuration
-        from benchmarks.harness import main as bench_main
-
-        return bench_main(argv[1:])
-    if argv[:1] == ["soak"]:
-        from benchmarks.soak import main as soak_main
-
-        return soak_main(argv[1:])
-    args = _parser().parse_args(argv)
-    assignments = list(args.assignments)
+    client_commands = client_commands or {}
+    at = command_index(argv)
+    if at < len(argv) and argv[at] in client_commands:
+        if at:
+            print(f"tingshuo: --config and --set configure the server; `{argv[at]}` is a client of a running "
+                  f"server and takes its own options (tingshuo {argv[at]} --help)", file=sys.stderr)
+            return 2
+        return client_commands[argv[at]][1](argv[at + 1:])
+    args = _parser(client_commands).parse_args(argv)
+    if args.command in client_commands:  # reached only past an option the parser does not know
+        print(f"tingshuo: `{args.command}` takes its own options after it (tingshuo {args.command} --help)",
+              file=sys.stderr)
+        return 2
+    assignments = [*args.assignments, *getattr(args, "assignments_after", [])]
+    config_path = getattr(args, "config_after", None) or args.config
+    if getattr(args, "config_after", None) and args.config:
+        print("tingshuo: --config given twice", file=sys.stderr)
+        return 2
     if getattr(args, "host", None):
         assignments.append(f"server.host={args.host}")
     if getattr(args, "port", None):
@@ -169,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, engine, None):
             assignments.append(f"models.{engine}={getattr(args, engine)}")
     try:
-        config = load_config(path=args.config, assignments=assignments)
+        config = load_config(path=config_path, assignments=assignments)
     except (ConfigError, OSError) as exc:
         print(f"tingshuo: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -192,4 +288,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m server.cli ...` runs the whole console script, bench and soak included, as it did
+    # before the script moved to tingshuo.cli (the e2e tests call it so). Only as a program: importing
+    # server.cli never imports tingshuo or benchmarks (tests/test_layering.py).
+    from tingshuo.cli import main as console_main
+
+    sys.exit(console_main())

@@ -1,0 +1,7 @@
+"""``python -m tingshuo`` = the ``tingshuo`` console script."""
+
+import sys
+
+from tingshuo.cli import main
+
+sys.exit(main())

@@ -40,7 +40,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 
@@ -307,8 +307,9 @@ class SherpaRecognizer:
         return SherpaStream(self, language=language, repeat_unchanged=False)
 
     def partials(self, language: str | None = None) -> SherpaPartials:
-        """The live-preview view of this recogniser (no second model is loaded)."""
-        return SherpaPartials(self, language or self.languages[0])
+        """The live-preview view of this recogniser (no second model is loaded). ``language`` pins
+        the language of the transcripts its streams' ``finish()`` returns (else it is guessed)."""
+        return SherpaPartials(self, language or self.languages[0], pinned=language)
 
     # -- used by SherpaStream -------------------------------------------------------------
     def _new_stream(self):
@@ -334,17 +335,25 @@ class SherpaRecognizer:
 class SherpaPartials:
     """:class:`~models.interfaces.PartialRecognizer` over a :class:`SherpaRecognizer`."""
 
+    final_transcripts: ClassVar[bool] = True
+    """Its streams' ``finish()`` is the turn's final transcript: the server does not decode the turn again."""
     recognizer: SherpaRecognizer
     language: str
     """The language the session gates previews on; a bilingual model previews both (see ``languages``)."""
     languages: tuple[str, ...] = field(init=False)
+    pinned: str | None = None
+    """The configured ASR language, if any: the language of ``finish()``'s transcript."""
+    final_transcripts = True  # (a class attribute, not a field)
+    """Its streams' ``finish(samples)`` is the turn's final transcript (models.interfaces.PartialRecognizer)."""
 
     def __post_init__(self) -> None:
         self.languages = self.recognizer.languages
 
     def open_stream(self) -> SherpaStream:
-        """Cheap (no model load): a fresh sherpa stream on the shared recogniser."""
-        return SherpaStream(self.recognizer, language=None, repeat_unchanged=True)
+        """Cheap (no model load): a fresh sherpa stream on the shared recogniser. It previews
+        (``accept_audio``), reports endpoints (``is_endpoint``) and gives the final transcript of
+        the same decode (``finish``), so the turn need not be decoded a second time."""
+        return SherpaStream(self.recognizer, language=self.pinned, repeat_unchanged=True)
 
 
 class SherpaStream:
@@ -384,14 +393,25 @@ class SherpaStream:
     def is_endpoint(self) -> bool:
         """Whether the last ``accept_audio`` ended a segment by sherpa-onnx's endpoint rules.
 
-        The segment's words stay in the utterance; the server may treat this as
-        the end of the turn when its own VAD has not decided.
+        Rule 2 (``rule2_min_trailing_silence`` of silence after words) and rule 3 (a segment
+        ``rule3_min_utterance_length`` long) follow speech; rule 1 fires after
+        ``rule1_min_trailing_silence`` even when nothing was recognised, so check the hypothesis
+        too. The segment's words stay in the utterance; the server may treat this as the end of
+        the turn when its own VAD has not decided. False again after the next ``accept_audio``
+        that ends no segment, and after ``finish()`` or ``reset()``.
         """
         return self._endpoint
 
-    def finish(self) -> Transcript:
-        """Flush with tail padding, return the whole utterance, and start afresh for the next one."""
+    def finish(self, samples: np.ndarray | None = None) -> Transcript:
+        """The final transcript of everything fed since the last ``finish()``/``reset()``.
+
+        ``samples`` (float32 16 kHz), if given, is the utterance's last audio, fed first. Only that
+        and the tail padding are decoded here: the rest was decoded as it arrived, so a stream
+        that made the previews gives the final text at the cost of a chunk or two. The stream
+        then starts afresh for the next utterance."""
         stream = self._require()
+        if samples is not None and len(samples):
+            stream.accept_waveform(MODEL_SAMPLE_RATE_HZ, np.ascontiguousarray(samples, dtype=np.float32).reshape(-1))
         stream.accept_waveform(MODEL_SAMPLE_RATE_HZ,
                                np.zeros(int(self._recognizer.params.tail_padding_secs * MODEL_SAMPLE_RATE_HZ),
                                         dtype=np.float32))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import logging
 import threading
 from dataclasses import dataclass
@@ -86,6 +87,55 @@ def authorise(request: web.Request) -> tuple[bool, ClientSecret | None]:
     return secret is not None, secret
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address as a proxy writes it in X-Forwarded-For (``1.2.3.4``, ``1.2.3.4:5678``, ``[::1]:80``)."""
+    text = text.strip()
+    if text.startswith("[") and "]" in text:
+        text = text[1:text.index("]")]
+    elif text.count(":") == 1:
+        text = text.split(":")[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return address.ipv4_mapped or address if isinstance(address, ipaddress.IPv6Address) else address
+
+
+def client_address(peer: str | None, forwarded_for: list[str], trusted: tuple[Network, ...]) -> str | None:
+    """The client's address: the direct peer, unless the peer is a trusted proxy; then the right-most
+    X-Forwarded-For address that is not itself a trusted proxy (a client can write anything to the left
+    of what its proxies appended, so nothing further left is believed). All of them trusted: the left-most.
+    An entry that is no address ends the walk at the proxy that wrote it."""
+    peer_address = _address(peer or "")
+    if not trusted or peer_address is None or not any(peer_address in net for net in trusted):
+        return peer
+    hops = [hop for header in forwarded_for for hop in header.split(",") if hop.strip()]
+    believed = peer_address
+    for hop in reversed(hops):
+        address = _address(hop)
+        if address is None:
+            break
+        believed = address
+        if not any(address in net for net in trusted):
+            break
+    return str(believed)
+
+
+def _forwarded_client(trusted: tuple[Network, ...]):
+    """Middleware: ``request.remote`` becomes the client behind trusted proxies, for the per-client
+    session limit and every log line that names the client."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler):
+        client = client_address(request.remote, request.headers.getall("X-Forwarded-For", []), trusted)
+        return await handler(request if client == request.remote else request.clone(remote=client))
+
+    return middleware
+
+
 def origin_allowed(config: Config, request: web.Request) -> bool:
     """Browsers send Origin; other clients do not, and the key is their check."""
     origin = request.headers.get("Origin")
@@ -99,7 +149,8 @@ async def realtime_handler(request: web.Request) -> web.StreamResponse:
     if app[LIFECYCLE_KEY].shutting_down:
         raise web.HTTPServiceUnavailable(text="server is shutting down", headers={"Retry-After": "5"})
     per_client = app[CLIENTS_KEY]
-    if per_client.get(request.remote, 0) >= config.server.max_sessions_per_client:
+    remote = request.remote  # the client behind trusted proxies (server.trusted_proxies), else the peer
+    if per_client.get(remote, 0) >= config.server.max_sessions_per_client:
         raise web.HTTPTooManyRequests(
             text=f"this address already has {config.server.max_sessions_per_client} sessions open",
             headers={"Retry-After": "5"})
@@ -119,7 +170,7 @@ async def realtime_handler(request: web.Request) -> web.StreamResponse:
     if not allowed:
         # Accept, then refuse in-band: a browser sees only "1006" for a refused handshake,
         # while an error event and a close reason let the page say what is wrong.
-        log.warning("refused a connection from %s: missing or wrong API key", request.remote)
+        log.warning("refused a connection from %s: missing or wrong API key", remote)
         await ws.send_json(events.error("the API key or token was missing or not accepted",
                                         code="invalid_api_key", type_="authentication_error"))
         await ws.close(code=CLOSE_POLICY_VIOLATION, message=b"invalid_api_key")
@@ -132,9 +183,9 @@ async def realtime_handler(request: web.Request) -> web.StreamResponse:
                               thinking=app[THINKING_KEY])
     sessions.add(session)
     app[SOCKETS_KEY].add(ws)
-    per_client[request.remote] = per_client.get(request.remote, 0) + 1
+    per_client[remote] = per_client.get(remote, 0) + 1
     app[METRICS_KEY].sessions_active.inc()
-    log.info("session %s opened from %s", session.settings.id, request.remote)
+    log.info("session %s opened from %s", session.settings.id, remote)
     try:
         user_id, user_error = _session_user(request, secret)
         await session.start(pinned=secret.session if secret is not None else None, user_id=user_id)
@@ -149,10 +200,10 @@ async def realtime_handler(request: web.Request) -> web.StreamResponse:
             app[METRICS_KEY].clients_stalled.inc()
         sessions.discard(session)
         app[SOCKETS_KEY].discard(ws)
-        if per_client.get(request.remote, 0) <= 1:
-            per_client.pop(request.remote, None)
+        if per_client.get(remote, 0) <= 1:
+            per_client.pop(remote, None)
         else:
-            per_client[request.remote] -= 1
+            per_client[remote] -= 1
         app[METRICS_KEY].sessions_active.dec()
         await ws.close()
         log.info("session %s closed", session.settings.id)
@@ -317,8 +368,18 @@ async def _close_thinking(app: web.Application) -> None:
     await app[THINKING_KEY].aclose()
 
 
+async def _close_engines(app: web.Application) -> None:
+    """After the sessions (on_shutdown) and the thinking services: the vLLM engine, the CosyVoice
+    worker process, HTTP clients and the stage executors."""
+    engines = app[ENGINES_KEY]
+    if engines is not None:
+        await engines.aclose()
+
+
 def create_app(config: Config, engines: Engines, thinking: ThinkingServices | None = None) -> web.Application:
-    app = web.Application(client_max_size=config.server.max_message_bytes)
+    trusted = tuple(ipaddress.ip_network(p, strict=False) for p in config.server.trusted_proxies)
+    app = web.Application(client_max_size=config.server.max_message_bytes,
+                          middlewares=[_forwarded_client(trusted)] if trusted else [])
     app[CONFIG_KEY] = config
     app[ENGINES_KEY] = engines
     app[METRICS_KEY] = ServerMetrics()
@@ -345,4 +406,5 @@ def create_app(config: Config, engines: Engines, thinking: ThinkingServices | No
         app.on_response_prepare.append(_allow_cross_origin_assets)
     app.on_shutdown.append(_drain_and_close)
     app.on_cleanup.append(_close_thinking)
+    app.on_cleanup.append(_close_engines)
     return app

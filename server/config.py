@@ -8,6 +8,7 @@ type, so a typo fails at start-up, not in the middle of a conversation.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 import types
@@ -47,6 +48,10 @@ class ServerSection:
     With a key, ``POST /v1/realtime/client_secrets`` mints short-lived secrets for browsers."""
     max_sessions_per_client: int = 8
     """Sessions one client address may hold at once (HTTP 429 beyond)."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Reverse proxies (IPs or CIDRs; a TOML list, or comma-separated in env and ``--set``) whose
+    ``X-Forwarded-For`` is believed: behind them the client address (per-client limit, logs) is the
+    right-most forwarded address that is not itself one of them. Empty: the direct peer, always."""
     max_audio_speed: float = 4.0
     """Audio accepted per second of wall time, on average (after a 30 s burst): a microphone sends 1."""
     idle_timeout_s: float = 300.0
@@ -66,6 +71,13 @@ class ServerSection:
     """Items a conversation keeps; beyond it the oldest are deleted (``conversation.item.deleted``)."""
     max_item_chars: int = 32_000
     """Longest text of one ``conversation.item.create``."""
+
+    def __post_init__(self) -> None:
+        for entry in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ConfigError(f"server.trusted_proxies: {entry!r} is not an IP address or network") from None
 
 
 @dataclass(frozen=True)
@@ -244,6 +256,13 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             raise ConfigError(f"{where}: {value!r} is not {annotation.__name__}") from exc
     if origin in (types.UnionType, typing.Union):
         return value
+    if origin is tuple:  # tuple[X, ...]: a TOML list, or "a,b" from the environment or --set
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            raise ConfigError(f"{where}: {value!r} is not a list")
+        item_type = typing.get_args(annotation)[0]
+        return tuple(_coerce(item.strip() if isinstance(item, str) else item, item_type, where)
+                     for item in items if not (isinstance(item, str) and not item.strip()))
     return value
 
 

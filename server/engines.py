@@ -9,7 +9,9 @@ for previews); it serialises its own decode steps (models/sherpa_asr.py).
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import inspect
 import logging
 import time
 from collections.abc import Iterator
@@ -29,6 +31,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+EXECUTOR_JOIN_S = 5.0
+"""At shutdown, how long model calls still running may take before the server stops waiting."""
+
 
 @dataclass
 class Executors:
@@ -46,6 +51,11 @@ class Executors:
         for pool in self.all():
             pool.shutdown(wait=False, cancel_futures=True)
 
+    def join(self) -> None:
+        """Blocking: wait for the jobs still running after :meth:`shutdown`."""
+        for pool in self.all():
+            pool.shutdown(wait=True)
+
 
 @dataclass
 class Engines:
@@ -58,11 +68,37 @@ class Engines:
     partials: PartialRecognizer | None = None
     """Live preview recogniser; None when ``models.asr_partials = "off"``."""
 
+    _closed: bool = field(default=False, init=False, repr=False)
+
     async def aclose(self) -> None:
-        closer = getattr(self.llm, "aclose", None)
-        if closer is not None:
-            await closer()
+        """Server shutdown, after the sessions are closed: cancels the executors' queued jobs, then
+        closes every engine that holds more than memory (vLLM's engine and its processes, the
+        CosyVoice worker process, HTTP clients): ``aclose()`` where an engine has one, else
+        ``close()`` on a thread. One failing does not stop the others. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         self.executors.shutdown()
+        closed: set[int] = set()
+        for stage, engine in (("llm", self.llm), ("tts", self.tts), ("asr", self.asr), ("partials", self.partials),
+                              ("turn", self.turn), ("vad", self.vad)):
+            if engine is None or id(engine) in closed:
+                continue
+            closed.add(id(engine))
+            try:
+                if inspect.iscoroutinefunction(closer := getattr(engine, "aclose", None)):
+                    await closer()
+                elif callable(closer := getattr(engine, "close", None)):
+                    await asyncio.to_thread(closer)
+                else:
+                    continue
+                log.info("closed the %s engine", stage)
+            except Exception:
+                log.exception("closing the %s engine failed", stage)
+        try:  # a job still running finishes (its engine now fails it fast); let the threads end
+            await asyncio.wait_for(asyncio.to_thread(self.executors.join), timeout=EXECUTOR_JOIN_S)
+        except asyncio.TimeoutError:
+            log.warning("a model call was still running %g s after shutdown began", EXECUTOR_JOIN_S)
 
 
 @contextmanager
@@ -86,7 +122,7 @@ def _load_llm(config: Config, model_dir: Path, executors: Executors) -> ChatMode
         v = config.vllm
         return VLLMChatModel(VLLMParams(model=v.model, adapters=parse_adapters(v.lora_adapters),
                                         gpu_memory_utilization=v.gpu_memory_utilization,
-                                        max_model_len=v.max_model_len))
+                                        max_model_len=v.max_model_len), executor=executors.llm)
     from models.llama_chat import LlamaChatModel, LlamaParams
 
     spec = embedded_store.QWEN_05B if m.llm == "qwen2.5-0.5b" else embedded_store.SMOLLM2_135M

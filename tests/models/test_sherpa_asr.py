@@ -205,6 +205,7 @@ def test_hotwords_load_on_a_transducer_with_beam_search(tmp_path):
 
 
 @pytest.mark.skipif(cuda_provider_available(), reason="this sherpa-onnx has the CUDA provider")
+@pytest.mark.may_skip("a CUDA build of sherpa-onnx has no missing-CUDA error to check (tests/conftest.py)")
 def test_cuda_without_the_cuda_build_fails_instead_of_falling_back(standin):
     with pytest.raises(SherpaSetupError, match="CUDA"):
         SherpaRecognizer(detect_model(standin, precision="fp32", languages=("en",)), SherpaParams(provider="cuda"))
@@ -283,7 +284,7 @@ async def test_the_servers_preview_driver_streams_sherpa_partials_as_deltas(tmp_
             await asyncio.sleep(0.01)
         while previews._job is not None:
             await asyncio.sleep(0.01)
-        assert previews.finish("item_1") is True
+        assert previews.finish("item_1").sent_deltas is True
         await previews.aclose()
     preview = "".join(e["delta"] for e in sent)
     final = recognizer.open_stream().accept_audio(audio) or ""

@@ -109,7 +109,6 @@ class ModelsSection:
     llm_context_tokens: int = 4096
     tts: Literal["embedded", "cosyvoice"] = "embedded"
     """'embedded': Piper (English) and Kokoro (Mandarin) on the CPU; 'cosyvoice': section ``[cosyvoice]``."""
-    tts_en: Literal["piper-joe"] = "piper-joe"
     tts_zh: Literal["kokoro", "none"] = "kokoro"
     turn_model: Literal["smart-turn-v3.2", "none"] = "smart-turn-v3.2"
     inference_threads: int = 2

@@ -192,7 +192,8 @@ def _load_turn(config: Config, model_dir: Path) -> TurnEndModel | None:
 
 def _load_sherpa(config: Config, model_dir: Path) -> SherpaRecognizer:
     """Resolve, check and load the sherpa-onnx model; every problem becomes a ConfigError at start-up."""
-    from models.sherpa_asr import SherpaParams, SherpaRecognizer, SherpaSetupError, resolve_model
+    from models.sherpa_asr import SherpaParams, SherpaRecognizer, SherpaSetupError
+    from models.sherpa_model_files import resolve_model
 
     m = config.models
     hotwords = Path(m.sherpa_hotwords).expanduser() if m.sherpa_hotwords else None

@@ -25,10 +25,10 @@ pytest.importorskip("onnx")
 
 from models.interfaces import MODEL_SAMPLE_RATE_HZ, Transcript  # noqa: E402
 from models.sherpa_asr import (  # noqa: E402
-    SherpaModel, SherpaModelError, SherpaParams, SherpaPartials, SherpaRecognizer, SherpaSetupError,
-    cuda_provider_available, detect_model, resolve_model,
+    SherpaParams, SherpaPartials, SherpaRecognizer, SherpaSetupError, cuda_provider_available,
 )
 from models.sherpa_catalogue import lookup  # noqa: E402
+from models.sherpa_model_files import SherpaModel, SherpaModelError, detect_model, resolve_model  # noqa: E402
 from server.config import ConfigError, load_config  # noqa: E402
 from tests.models import sherpa_standin  # noqa: E402
 

@@ -14,7 +14,8 @@ pytest.importorskip("sherpa_onnx")
 pytest.importorskip("onnx")
 
 from models.interfaces import Transcript  # noqa: E402
-from models.sherpa_asr import SherpaParams, SherpaRecognizer, detect_model  # noqa: E402
+from models.sherpa_asr import SherpaParams, SherpaRecognizer  # noqa: E402
+from models.sherpa_model_files import detect_model  # noqa: E402
 from tests.models.test_sherpa_asr import BUILDERS, SPEECH_A, SPEECH_B, _chunks, _read, _silence  # noqa: E402
 
 CHUNK_SECS = 0.32

@@ -109,6 +109,7 @@ class Responder:
         """Its audio is all sent; the client may still be playing it."""
         self._starting = 0
         """Responses between ``create`` and ``_current`` being set (graceful shutdown waits for them)."""
+        self._creating = asyncio.Lock()
         self._by_item: dict[str, AssistantResponse] = {}
         """Spoken responses by item id, for ``conversation.item.truncate``."""
 
@@ -139,18 +140,17 @@ class Responder:
         """Starts a response: ``response.created`` goes out now; the prompt is built once the
         transcriptions in ``after`` have finished, so it holds the user's latest words.
 
-        ``replace_reason``: a response still running is interrupted for this reason and its
-        ``response.done`` sent first (a new user turn). A response already cancelling is always
-        waited for, which is bounded: its cleanup never blocks.
+        A response still running is interrupted (for ``replace_reason``: a new user turn) and its
+        ``response.done`` sent first; the wait is bounded, since its cleanup never blocks.
         """
         self._starting += 1
         try:
-            previous = self._current
-            if previous is not None and replace_reason is not None:
-                self.interrupt(replace_reason)
-            if previous is not None and previous.handle.interrupted:
-                await previous.handle.wait_for_done()
-            await self._begin(timeline, overrides or {}, after, fixed_text)
+            async with self._creating:  # two turns ending together must not start two answers
+                previous = self._current
+                if previous is not None:
+                    self.interrupt(replace_reason or "turn_detected")
+                    await previous.handle.wait_for_done()
+                await self._begin(timeline, overrides or {}, after, fixed_text)
         finally:
             self._starting -= 1
 

@@ -3,7 +3,8 @@
 The microphone never stops: 20-40 ms frames of speech or silence leave on a fixed real-time
 schedule, as a browser's would. After each utterance the probe waits for the answer, listens
 to it for as long as its audio lasts, pauses, and says the next one. Every timestamp is the
-probe's own monotonic clock, taken when the event arrives.
+probe's own monotonic clock, taken when the event arrives; :mod:`benchmarks.probe_records`
+turns those moments into the per-turn and barge-in records.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import aiohttp
 import numpy as np
 
 from benchmarks.corpus import Recording, speech_end_secs
-from benchmarks.transcript_scoring import error_rate
+from benchmarks.probe_records import BargeInRecord, ResponseTrack, TurnRecord, TurnTrack, finish_turn
 
 
 @dataclass(frozen=True)
@@ -35,70 +36,6 @@ class ProbeConfig:
     instructions: str = ""
     transcription_model: str = "whisper-1"
     """Sent in session.update so that servers which need a model name (OpenAI's) transcribe too."""
-
-
-@dataclass
-class TurnRecord:
-    """One user utterance and the answer to it; times in ms from the end of the user's speech
-    (the last loud frame of the recording, as the probe's microphone sent it)."""
-
-    concurrency: int
-    session: int
-    turn: int
-    recording: str
-    language: str
-    reference: str
-    speech_secs: float
-    status: str = "no_response"
-    transcript: str | None = None
-    error_rate: float | None = None
-    endpointing_ms: float | None = None
-    transcript_ms: float | None = None
-    first_text_ms: float | None = None
-    first_audio_ms: float | None = None
-    response_done_ms: float | None = None
-    answer_audio_ms: float = 0.0
-    answer_text: str = ""
-    server_ms: dict[str, float | None] = field(default_factory=dict)
-    overhead_ms: float | None = None
-    barge_in: bool = False
-    commits: int = 0
-    """More than 1: the server ended the turn at a pause and the user went on (the answer to the
-    first part was cancelled); the transcripts are joined and the last answer is the one timed."""
-
-
-@dataclass
-class BargeInRecord:
-    """Talking over an answer; times in ms from the start of the interrupting speech."""
-
-    concurrency: int
-    session: int
-    recording: str
-    interruption: str
-    offset_ms: float
-    speech_started_ms: float | None = None
-    cancel_ms: float | None = None
-    last_audio_ms: float | None = None
-    audio_after_cancel_ms: float = 0.0
-    status: str = "not_cancelled"
-
-
-def engine_ms_after_turn_end(server: dict[str, float | None]) -> float | None:
-    """The engines' time from the turn end to the first audio, from the server's stage marks
-    (server/latency.py): recognition still running at the turn end, the thinking stage (knowledge
-    and memory lookups, where the server reports ``prompt_ready``), the LLM's time to its first
-    token and to the first speakable clause, and the synthesis of the first audio. What is left
-    of the client's commit-to-first-audio time is orchestration: queues, pacing, the event loop
-    and the network. None if a mark is missing (a server that does not report them)."""
-    need = ("turn_end", "transcript_final", "llm_request", "first_llm_token", "first_tts_chunk", "first_tts_audio")
-    if any(server.get(k) is None for k in need):
-        return None
-    s = {k: float(server[k]) for k in need}  # type: ignore[arg-type]
-    thinking = 0.0  # knowledge search and memory (tingshuo's ``prompt_ready``), when reported
-    if server.get("prompt_ready") is not None and float(server["prompt_ready"]) >= s["transcript_final"]:  # type: ignore[arg-type]
-        thinking = float(server["prompt_ready"]) - s["transcript_final"]  # type: ignore[arg-type]
-    return ((s["transcript_final"] - s["turn_end"]) + thinking + (s["first_llm_token"] - s["llm_request"])
-            + (s["first_tts_chunk"] - s["first_llm_token"]) + (s["first_tts_audio"] - s["first_tts_chunk"]))
 
 
 @dataclass
@@ -152,36 +89,6 @@ class PacedMicrophone:
                 current = None
 
 
-@dataclass
-class _ResponseTrack:
-    id: str
-    created: float
-    first_text: float | None = None
-    first_audio: float | None = None
-    last_audio: float | None = None
-    audio_ms: float = 0.0
-    text: str = ""
-    done: asyncio.Future | None = None
-    done_at: float | None = None
-    status: str | None = None
-    latency: dict[str, float | None] = field(default_factory=dict)
-    audio_after_done_ms: float = 0.0
-
-
-@dataclass(eq=False)  # turns are matched by identity
-class _TurnTrack:
-    record: TurnRecord
-    speech_start: float = 0.0
-    speech_end: float | None = None
-    committed_at: float | None = None
-    item_id: str | None = None
-    transcripts: dict[str, str] = field(default_factory=dict)
-    committed: asyncio.Event = field(default_factory=asyncio.Event)
-    response: _ResponseTrack | None = None
-    response_ready: asyncio.Event = field(default_factory=asyncio.Event)
-    transcribed: asyncio.Event = field(default_factory=asyncio.Event)
-
-
 class SessionProbe:
     """Runs a list of turns on one connection and returns their records."""
 
@@ -194,12 +101,12 @@ class SessionProbe:
         self.errors: list[dict[str, Any]] = []
         self.server_session: dict[str, Any] = {}
         self._ws: aiohttp.ClientWebSocketResponse | None = None
-        self._responses: dict[str, _ResponseTrack] = {}
-        self._awaiting_commit: deque[_TurnTrack] = deque()
-        self._awaiting_response: deque[_TurnTrack] = deque()
-        self._by_item: dict[str, _TurnTrack] = {}
+        self._responses: dict[str, ResponseTrack] = {}
+        self._awaiting_commit: deque[TurnTrack] = deque()
+        self._awaiting_response: deque[TurnTrack] = deque()
+        self._by_item: dict[str, TurnTrack] = {}
         self._last_speech_stopped: float | None = None
-        self._current: _TurnTrack | None = None
+        self._current: TurnTrack | None = None
         self._item_response: dict[str, str] = {}
         self._speech_started: list[float] = []
         self._created = asyncio.Event()
@@ -245,7 +152,7 @@ class SessionProbe:
                 turn.transcribed.set()
         elif kind == "response.created":
             rid = event["response"]["id"]
-            self._responses[rid] = _ResponseTrack(id=rid, created=now, done=asyncio.get_running_loop().create_future())
+            self._responses[rid] = ResponseTrack(id=rid, created=now, done=asyncio.get_running_loop().create_future())
         elif kind == "response.output_item.added":
             self._item_response[event.get("item", {}).get("id", "")] = event.get("response_id", "")
         elif kind == "conversation.item.added" and event.get("item", {}).get("role") == "assistant":
@@ -344,14 +251,14 @@ class SessionProbe:
             session["instructions"] = self.config.instructions
         return session
 
-    def _new_turn(self, index: int, recording: Recording, pcm: np.ndarray, *, barge_in: bool) -> _TurnTrack:
+    def _new_turn(self, index: int, recording: Recording, pcm: np.ndarray, *, barge_in: bool) -> TurnTrack:
         record = TurnRecord(concurrency=self.concurrency, session=self.session_index, turn=index,
                             recording=recording.name, language=recording.language, reference=recording.reference,
                             speech_secs=round(len(pcm) / self.config.rate, 3), barge_in=barge_in)
         self.turns.append(record)
-        return _TurnTrack(record=record)
+        return TurnTrack(record=record)
 
-    async def _say(self, mic: PacedMicrophone, turn: _TurnTrack, pcm: np.ndarray) -> None:
+    async def _say(self, mic: PacedMicrophone, turn: TurnTrack, pcm: np.ndarray) -> None:
         self._awaiting_commit.append(turn)
         self._current = turn
         utterance = mic.say(pcm)
@@ -379,12 +286,12 @@ class SessionProbe:
                 await self._barge_in(mic, index, turn, interruption, offset_ms)
         except asyncio.TimeoutError:
             turn.record.status = "timeout"
-        self._finish(turn)
+        finish_turn(turn)
         if interruption is None:
             await self._listen(turn.response)
         await asyncio.sleep(self.config.pause_after_answer_s)
 
-    async def _follow_continuations(self, turn: _TurnTrack, timeout: float) -> None:
+    async def _follow_continuations(self, turn: TurnTrack, timeout: float) -> None:
         """An answer cancelled because the user went on is replaced by the answer to all of it."""
         while turn.response is not None and turn.response.status == "cancelled":
             cancelled = turn.response
@@ -397,13 +304,13 @@ class SessionProbe:
             await asyncio.wait_for(asyncio.shield(turn.response.done), timeout)
 
     @staticmethod
-    async def _listen(response: _ResponseTrack | None) -> None:
+    async def _listen(response: ResponseTrack | None) -> None:
         """A person hears the answer out (the server paces it at real time) before talking again."""
         if response is not None and response.first_audio is not None:
             played_until = response.first_audio + response.audio_ms / 1000
             await asyncio.sleep(max(0.0, played_until - time.monotonic()))
 
-    async def _barge_in(self, mic: PacedMicrophone, index: int, turn: _TurnTrack, interruption: Recording,
+    async def _barge_in(self, mic: PacedMicrophone, index: int, turn: TurnTrack, interruption: Recording,
                         offset_ms: float) -> None:
         response = turn.response
         assert response is not None and response.done is not None
@@ -438,7 +345,7 @@ class SessionProbe:
             record.audio_after_cancel_ms = response.audio_after_done_ms
         elif response.status == "completed":
             record.status = "answer_finished_first"
-        self._finish(turn)
+        finish_turn(turn)
         await said
         try:
             await asyncio.wait_for(second.response_ready.wait(), timeout)
@@ -446,23 +353,5 @@ class SessionProbe:
             await asyncio.wait_for(asyncio.shield(second.response.done), timeout)
         except asyncio.TimeoutError:
             second.record.status = "timeout"
-        self._finish(second)
+        finish_turn(second)
         await self._listen(second.response)
-
-    def _finish(self, turn: _TurnTrack) -> None:
-        record, response = turn.record, turn.response
-        if record.transcript is not None:
-            record.error_rate = round(error_rate([record.reference], [record.transcript], record.language), 4)
-        if response is None or turn.speech_end is None:
-            return
-        end = turn.speech_end
-        record.status = response.status or record.status
-        record.first_text_ms = None if response.first_text is None else (response.first_text - end) * 1000
-        record.first_audio_ms = None if response.first_audio is None else (response.first_audio - end) * 1000
-        record.response_done_ms = None if response.done_at is None else (response.done_at - end) * 1000
-        record.answer_audio_ms = round(response.audio_ms, 1)
-        record.answer_text = response.text
-        record.server_ms = dict(response.latency)
-        engines = engine_ms_after_turn_end(record.server_ms)
-        if engines is not None and response.first_audio is not None and turn.committed_at is not None:
-            record.overhead_ms = (response.first_audio - turn.committed_at) * 1000 - engines

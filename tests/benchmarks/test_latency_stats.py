@@ -9,7 +9,7 @@ from benchmarks.bench_report import compare_markdown, server_segments, summarize
 from benchmarks.corpus import Recording, speech_end_secs
 from benchmarks.harness import build_plan
 from benchmarks.latency_stats import compare_summaries, percentile, ratio, summarize
-from benchmarks.realtime_probe import engine_ms_after_turn_end
+from benchmarks.probe_records import engine_ms_after_turn_end
 
 
 @pytest.mark.parametrize("q", [0, 10, 50, 90, 99, 100])

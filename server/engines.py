@@ -51,10 +51,12 @@ class Executors:
         for pool in self.all():
             pool.shutdown(wait=False, cancel_futures=True)
 
-    def join(self) -> None:
-        """Blocking: wait for the jobs still running after :meth:`shutdown`."""
+    def join(self, timeout_s: float) -> None:
+        """Blocking: wait up to ``timeout_s`` in all for the jobs still running after :meth:`shutdown`
+        (bounded: a stuck call never ends, and this thread must not outlive the server)."""
+        deadline = time.monotonic() + timeout_s
         for pool in self.all():
-            pool.shutdown(wait=True)
+            pool.shutdown(wait=True, timeout_s=max(0.0, deadline - time.monotonic()))
 
 
 @dataclass
@@ -96,7 +98,7 @@ class Engines:
             except Exception:
                 log.exception("closing the %s engine failed", stage)
         try:  # a job still running finishes (its engine now fails it fast); let the threads end
-            await asyncio.wait_for(asyncio.to_thread(self.executors.join), timeout=EXECUTOR_JOIN_S)
+            await asyncio.wait_for(asyncio.to_thread(self.executors.join, EXECUTOR_JOIN_S), timeout=EXECUTOR_JOIN_S + 1)
         except asyncio.TimeoutError:
             log.warning("a model call was still running %g s after shutdown began", EXECUTOR_JOIN_S)
 

@@ -131,7 +131,8 @@ class StageExecutor(Executor):
             self._cond.notify_all()
         log.error("the %s worker was stuck; replaced it (%d so far)", self.stage, self.replacements)
 
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False, timeout_s: float | None = None) -> None:
+        """``wait`` joins the worker, for at most ``timeout_s`` (a stuck call would never end)."""
         with self._cond:
             self._shutdown = True
             if cancel_futures:
@@ -140,7 +141,7 @@ class StageExecutor(Executor):
             worker = self._worker
             self._cond.notify_all()
         if wait and worker is not None and worker is not threading.current_thread():
-            worker.join()
+            worker.join(timeout_s)
 
 
 async def run_with_deadline(executor: Executor, fn: Callable[..., T], *args: Any, timeout_s: float) -> T:

@@ -138,7 +138,6 @@ class PartialTranscripts:
 
     async def _drain(self) -> None:
         """The one job of this session: decodes whatever audio piled up, until too little is left."""
-        loop = asyncio.get_running_loop()
         try:
             while (utt := self._ready()) is not None:
                 audio = np.concatenate(utt.pending)

@@ -42,6 +42,7 @@ from server.session_settings import SessionSettings
 from server.session_thinking import SessionThinking
 from server.tool_calls import ResponseToolCalls
 from streaming.speech_handle import GenerationGate, SpeechHandle
+from thinking.tool_registry import ToolRegistry
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +71,6 @@ class ResponseHost(Protocol):
 
     def user_language(self) -> str | None: ...
 
-    def tool_choice(self) -> ToolChoice: ...
-
-    def tool_calls_for(self, request: ResponseRequest) -> ResponseToolCalls: ...
-
 
 @dataclass(eq=False)
 class AssistantResponse:
@@ -101,8 +98,10 @@ _NOTHING_SAID = ResponseOutcome()
 
 
 class Responder:
-    def __init__(self, host: ResponseHost) -> None:
+    def __init__(self, host: ResponseHost, *, tools: ToolRegistry | None = None) -> None:
+        """``tools``: the server's tool registry (``assistant.server_tools`` names those offered)."""
         self._host = host
+        self._tools = tools
         self._gate = GenerationGate()
         self._current: AssistantResponse | None = None
         self.playing_out: AssistantResponse | None = None
@@ -164,7 +163,9 @@ class Responder:
         previous = await host.add_item(item)
         response = AssistantResponse(request=request, handle=SpeechHandle(response_id=request.response_id),
                                      item=item, previous_item_id=previous, timeline=timeline,
-                                     tool_calls=host.tool_calls_for(request))
+                                     tool_calls=ResponseToolCalls(
+                                         response_id=request.response_id, message_item_id=request.item_id,
+                                         registry=self._tools, add_item=host.add_item, send=host.send))
         self._gate.open(response.handle.generation)
         if request.speaks:
             self._by_item[item.id] = response
@@ -215,7 +216,7 @@ class Responder:
         if after:  # cancelling this wait (a barge-in) leaves the transcriptions running
             await asyncio.wait(after)
         confirmation = host.thinking.take_confirmation() if fixed_text is None else None
-        tools = host.tool_choice()
+        tools = self._tool_choice()
         messages = []
         if confirmation is not None:  # a memory request: its fixed reply, no LLM
             fixed_text = confirmation
@@ -234,6 +235,13 @@ class Responder:
                                          timeline=response.timeline, tools=response.tool_calls)
         response.timeline.mark("prompt_ready")
         await response.runner.run()
+
+    def _tool_choice(self) -> ToolChoice:
+        settings = self._host.settings
+        wanted = {n.strip() for n in self._host.config.assistant.server_tools.split(",") if n.strip()}
+        server_tools = tuple(s for s in self._tools.specs() if s.name in wanted) if self._tools is not None else ()
+        client_tools = tuple(settings.tools) if settings.tool_choice != "none" else ()
+        return ToolChoice(server_tools=server_tools, client_tools=client_tools, tool_choice=settings.tool_choice)
 
     def _language(self) -> str | None:
         persona = self._host.settings.persona

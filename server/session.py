@@ -33,13 +33,11 @@ from server.metrics import ServerMetrics
 from server.partial_transcripts import PartialTranscripts
 from server.protocol import ClientEvent, ProtocolError, parse_client_event
 from server.responder import Responder, truncate
-from server.response_planning import ResponseRequest, ToolChoice
 from server.session_settings import SessionSettings, SettingsError, TurnDetectionSettings, apply_session_update
 from server.session_thinking import SessionThinking
 from server.stage_executor import StageClosed, StageTimeout
 from server.task_group import OwnedTasks
 from server.thinking_services import ThinkingServices
-from server.tool_calls import ResponseToolCalls
 from server.user_turns import UserTurns
 from streaming.audio_frames import PCMFormatError, pcm16_bytes_to_float
 from streaming.audio_rate_limit import AudioRateLimit
@@ -80,7 +78,7 @@ class RealtimeSession:
         self._pinned: dict[str, Any] = {}
         self._audio_rate = AudioRateLimit(max_speed=config.server.max_audio_speed)
         self._closed = False
-        self.responses = Responder(self)
+        self.responses = Responder(self, tools=self._services.tools)
         partials = (
             PartialTranscripts(recognizer=engines.partials, executor=engines.executors.partials,
                                spawn=self.spawn, send=self.send)
@@ -131,18 +129,6 @@ class RealtimeSession:
 
     def user_language(self) -> str | None:
         return self.turns.user_language()
-
-    def tool_choice(self) -> ToolChoice:
-        registry = self._services.tools
-        wanted = [n.strip() for n in self.config.assistant.server_tools.split(",") if n.strip()]
-        server_tools = tuple(s for s in registry.specs() if s.name in wanted) if registry is not None else ()
-        client_tools = self.settings.tools if self.settings.tool_choice != "none" else ()
-        return ToolChoice(server_tools=server_tools, client_tools=tuple(client_tools),
-                          tool_choice=self.settings.tool_choice)
-
-    def tool_calls_for(self, request: ResponseRequest) -> ResponseToolCalls:
-        return ResponseToolCalls(response_id=request.response_id, message_item_id=request.item_id,
-                                 registry=self._services.tools, add_item=self.add_item, send=self.send)
 
     # -- lifecycle --------------------------------------------------------------------
     @property

@@ -10,7 +10,6 @@ the user speaks again (the embedded LLM has one context, and the answer needs it
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass

@@ -4,7 +4,6 @@ A server of its own with small buffers, a short send timeout and a short convers
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 import re

@@ -47,7 +47,6 @@ class HangingTTS:
     sample_rate = 16_000
 
     def synthesize(self, text, *, voice=None, speed=1.0):
-        import time
 
         time.sleep(1.0)  # longer than the test's limit
         yield np.zeros(1600, np.int16)

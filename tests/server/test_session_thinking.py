@@ -4,7 +4,6 @@ and a memory request without a user id gets a plain answer."""
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 
@@ -12,7 +11,7 @@ import pytest
 
 from models.e5_embedder import E5Embedder
 from models.interfaces import ChatMessage
-from server.config import Config, MemorySection
+from server.config import Config
 from server.session_thinking import SessionThinking
 from server.thinking_services import ThinkingServices
 from thinking.knowledge_base import KnowledgeBase

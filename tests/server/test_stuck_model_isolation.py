@@ -8,7 +8,6 @@ each of B's turns is answered, and A's own turn ends by the silence rule.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import threading
 

@@ -15,6 +15,7 @@ from tests.e2e.realtime_client import AUDIO_DIR
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.timeout(900)  # the bench itself may take its 600 s subprocess limit, plus the server's start
 def test_short_benchmark_run_fills_every_field(server_url, tmp_path):
     out = tmp_path / "bench"
     ws_url = server_url.replace("http", "ws") + "/v1/realtime"

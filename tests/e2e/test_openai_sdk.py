@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import numpy as np
@@ -13,6 +14,9 @@ from tests.e2e.realtime_client import load_speech, silence
 from tests.e2e.scoring import error_rate
 
 pytestmark = pytest.mark.e2e
+
+TURN_TIMEOUT_S = 180
+"""From the last audio sent to response.done (what tests/e2e/test_voice_loop.py allows a spoken turn)."""
 
 
 async def test_openai_sdk_spoken_conversation(server_url, whisper):
@@ -29,19 +33,26 @@ async def test_openai_sdk_spoken_conversation(server_url, whisper):
             await conn.input_audio_buffer.append(audio=base64.b64encode(chunk).decode())
         seen: list[str] = []
         user_transcript, answer_audio, answer_transcript = "", bytearray(), ""
-        async for event in conn:
-            seen.append(event.type)
-            if event.type == "conversation.item.input_audio_transcription.completed":
-                user_transcript = event.transcript
-            elif event.type == "response.output_audio.delta":
-                answer_audio += base64.b64decode(event.delta)
-            elif event.type == "response.output_audio_transcript.done":
-                answer_transcript = event.transcript
-            elif event.type == "error":
-                pytest.fail(f"server error: {event.error.message}")
-            elif event.type == "response.done":
-                assert event.response.status == "completed"
-                break
+        done = None
+        try:
+            async with asyncio.timeout(TURN_TIMEOUT_S):
+                async for event in conn:
+                    seen.append(event.type)
+                    if event.type == "conversation.item.input_audio_transcription.completed":
+                        user_transcript = event.transcript
+                    elif event.type == "response.output_audio.delta":
+                        answer_audio += base64.b64decode(event.delta)
+                    elif event.type == "response.output_audio_transcript.done":
+                        answer_transcript = event.transcript
+                    elif event.type == "error":
+                        pytest.fail(f"server error: {event.error.message}")
+                    elif event.type == "response.done":
+                        done = event
+                        break
+        except TimeoutError:
+            pytest.fail(f"no response.done within {TURN_TIMEOUT_S} s; events so far: {seen}")
+        assert done is not None, f"the connection ended before response.done; events: {seen}"
+        assert done.response.status == "completed", done.response
     for expected in ("session.created", "session.updated", "input_audio_buffer.speech_started",
                      "input_audio_buffer.speech_stopped", "input_audio_buffer.committed", "response.created",
                      "response.output_audio.delta", "response.output_audio.done"):

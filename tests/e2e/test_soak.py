@@ -15,6 +15,7 @@ from tests.e2e.realtime_client import AUDIO_DIR
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.timeout(900)  # the soak itself may take its 600 s subprocess limit, plus the server's start
 def test_short_soak_answers_every_turn_and_reports_memory_and_latency_over_time(server_url, tmp_path):
     out = tmp_path / "soak"
     result = subprocess.run(

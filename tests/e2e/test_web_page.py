@@ -112,18 +112,33 @@ def test_barge_in_stops_playback_and_truncates(playwright, server_url, tmp_path)
         assert error_rate(["The child almost hurt the small dog."], [said[1]["text"]], "en") <= 0.25, dump(said)
 
 
+SAY_WHILE_HELD_JS = """async (name) => {
+  const session = document.querySelector('tingshuo-assistant').session;
+  const fromMs = session.sentMs;
+  const seconds = await window.__speak('/__microphone__/' + name);
+  return { fromMs, untilMs: fromMs + seconds * 1000 };
+}"""
+"""Says a recording into the on-demand microphone; returns the span of sent audio that must hold it:
+from what the page had sent when the recording started to that plus its length."""
+RELEASE_AFTER_MS = 800
+"""Audio sent after the recording's end before the key is let go (its last words, and then some)."""
+
+
 def test_push_to_talk_in_chinese_through_the_iframe_page(playwright, server_url, tmp_path):
-    wav = microphone_wav(tmp_path / "mic.wav", LEAD_IN_S, MANDARIN, 30)
-    with browser_page(playwright, wav) as page:
+    # The recording starts once the key is held, and the key is let go once the page has sent the
+    # audio that holds it: counted in audio sent, not in seconds on the test's clock.
+    with browser_page(playwright, None) as page:
+        on_demand_microphone(page, {"mandarin": MANDARIN})
         page.goto(page_url(server_url, "/embed", mode="push-to-talk", lang="zh", language="zh"))
         assert shadow_text(page, ".talk") == "开始对话"
         start(page)
-        started = time.monotonic()
         wait_for_stats(page, "s.state === 'idle' && s.states.includes('connecting')", timeout_s=20)
         wait_for_shadow_text(page, ".talk", "按住说话（空格键）")
         page.keyboard.down("Space")
         wait_for_shadow_text(page, ".status", "正在听你说")
-        time.sleep(max(0.0, started + LEAD_IN_S + 5.55 + 0.8 - time.monotonic()))
+        span = page.evaluate(SAY_WHILE_HELD_JS, "mandarin")
+        page.wait_for_function("(ms) => document.querySelector('tingshuo-assistant').session.sentMs >= ms",
+                               arg=span["untilMs"] + RELEASE_AFTER_MS, timeout=30_000, polling=50)
         page.keyboard.up("Space")
         s = wait_for_stats(page, "s.latencies.length >= 1 && s.state === 'idle' && s.receivedSamples > 0",
                            timeout_s=TURN_TIMEOUT_S)

@@ -288,9 +288,4 @@ def main(argv: list[str] | None = None,
 
 
 if __name__ == "__main__":
-    # `python -m server.cli ...` runs the whole console script, bench and soak included, as it did
-    # before the script moved to tingshuo.cli (the e2e tests call it so). Only as a program: importing
-    # server.cli never imports tingshuo or benchmarks (tests/test_layering.py).
-    from tingshuo.cli import main as console_main
-
-    sys.exit(console_main())
+    sys.exit(main())

@@ -35,7 +35,7 @@ def start_server(log_path: Path, **settings: str) -> tuple[subprocess.Popen, str
            "TINGSHUO_MEMORY_PATH": str(log_path.parent / "memory.sqlite"),
            "TINGSHUO_KNOWLEDGE_PATH": str(log_path.parent / "knowledge.sqlite"), **settings}
     with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve"], cwd=REPO, env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "tingshuo", "serve"], cwd=REPO, env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     url = f"http://127.0.0.1:{port}"

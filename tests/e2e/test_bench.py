@@ -20,7 +20,7 @@ def test_short_benchmark_run_fills_every_field(server_url, tmp_path):
     out = tmp_path / "bench"
     ws_url = server_url.replace("http", "ws") + "/v1/realtime"
     result = subprocess.run(
-        [sys.executable, "-m", "server.cli", "bench", "--url", ws_url, "--api-key", API_KEY,
+        [sys.executable, "-m", "tingshuo", "bench", "--url", ws_url, "--api-key", API_KEY,
          "--audio", str(AUDIO_DIR), "--languages", "en", "--include", "harvard", "--turns", "2",
          "--barge-in-every", "2", "--barge-in-offset-ms", "500", "--concurrency", "1", "--frame-ms", "40",
          "--out", str(out), "--label", "e2e", "--no-progress"],
@@ -61,6 +61,6 @@ def test_short_benchmark_run_fills_every_field(server_url, tmp_path):
     assert summary["transcripts"]["en"]["metric"] == "WER"
     assert "| → first response audio (voice-to-voice) |" in (out / "summary.md").read_text()
 
-    compared = subprocess.run([sys.executable, "-m", "server.cli", "bench", "--compare", str(out / "bench.json"),
+    compared = subprocess.run([sys.executable, "-m", "tingshuo", "bench", "--compare", str(out / "bench.json"),
                                str(out / "bench.json")], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert compared.returncode == 0 and "| client: first_audio_ms | 1.00× | 1.00× | 1.00× |" in compared.stdout

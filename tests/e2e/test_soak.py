@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 def test_short_soak_answers_every_turn_and_reports_memory_and_latency_over_time(server_url, tmp_path):
     out = tmp_path / "soak"
     result = subprocess.run(
-        [sys.executable, "-m", "server.cli", "soak", "--url", server_url.replace("http", "ws") + "/v1/realtime",
+        [sys.executable, "-m", "tingshuo", "soak", "--url", server_url.replace("http", "ws") + "/v1/realtime",
          "--api-key", API_KEY, "--audio", str(AUDIO_DIR), "--languages", "en", "--include", "harvard",
          "--sessions", "1", "--minutes", "0.3", "--turns-per-session", "2", "--windows", "2", "--out", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=600,

@@ -28,7 +28,7 @@ KB_DOCS = REPO / "tests" / "thinking" / "kb_docs"
 def thinking_server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("thinking")
     env = {"TINGSHUO_KNOWLEDGE_PATH": str(tmp / "kb.sqlite"), "TINGSHUO_MEMORY_PATH": str(tmp / "memory.sqlite")}
-    added = subprocess.run([sys.executable, "-m", "server.cli", "kb", "add", str(KB_DOCS)], cwd=REPO,
+    added = subprocess.run([sys.executable, "-m", "tingshuo", "kb", "add", str(KB_DOCS)], cwd=REPO,
                            env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
     assert added.returncode == 0, added.stderr
     proc, url = start_server(tmp / "server.log", **env)

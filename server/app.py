@@ -17,6 +17,7 @@ from pathlib import Path
 from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from server.bundled_files import bundled_dir
 from server.config import Config
 from server import events
 from server.client_socket import ClientSocket
@@ -337,7 +338,7 @@ async def health_handler(request: web.Request) -> web.Response:
 def _static_dir(config: Config) -> Path:
     if config.server.static_dir:
         return Path(config.server.static_dir)
-    return Path(__file__).resolve().parent.parent / "client_web"
+    return bundled_dir("client_web")
 
 
 async def _allow_cross_origin_assets(request: web.Request, response: web.StreamResponse) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from server.bundled_files import bundled_dir
 from server.config import Config
 from server.stage_executor import StageExecutor
 from server.task_group import OwnedTasks
@@ -20,7 +21,7 @@ from thinking.personas import PersonaLibrary
 
 log = logging.getLogger(__name__)
 
-REPO_PERSONAS = Path(__file__).resolve().parent.parent / "personas"
+REPO_PERSONAS = bundled_dir("personas")
 
 
 @dataclass

@@ -45,8 +45,11 @@ def wheel(tmp_path_factory) -> Path:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, src / name)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for package in pyproject["tool"]["setuptools"]["packages"]:
-        shutil.copytree(REPO / package.replace(".", "/"), src / package.replace(".", "/"), ignore=ignore)
+    setuptools = pyproject["tool"]["setuptools"]
+    for package in setuptools["packages"]:
+        folder = setuptools.get("package-dir", {}).get(package, package.replace(".", "/"))
+        if not (src / folder).exists():
+            shutil.copytree(REPO / folder, src / folder, ignore=ignore)
     out = tmp_path_factory.mktemp("wheel")
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", out, src])
     (built,) = out.glob("tingshuo-*.whl")
@@ -56,15 +59,17 @@ def wheel(tmp_path_factory) -> Path:
 @pytest.mark.timeout(900)  # builds the wheel (module fixture)
 def test_wheel_carries_the_pages_the_personas_and_the_console_script(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    for required in ("server/app.py", "tingshuo/cli.py", "benchmarks/harness.py", "client_web/index.html",
-                     "client_web/kiosk.html", "client_web/embed.html", "client_web/tingshuo-assistant.js",
-                     "client_web/tingshuo-assistant.css", "client_web/js/worklets/capture-processor.js",
-                     "client_web/js/worklets/playback-processor.js", "personas/museum_guide.toml",
-                     "personas/library_guide_zh.toml"):
+    for required in ("server/app.py", "tingshuo/cli.py", "benchmarks/harness.py", "server/client_web/index.html",
+                     "server/client_web/kiosk.html", "server/client_web/embed.html",
+                     "server/client_web/tingshuo-assistant.js", "server/client_web/tingshuo-assistant.css",
+                     "server/client_web/js/worklets/capture-processor.js",
+                     "server/client_web/js/worklets/playback-processor.js", "server/personas/museum_guide.toml",
+                     "server/personas/library_guide_zh.toml"):
         assert required in names, required
+    assert not any(n.startswith(("client_web/", "personas/")) for n in names)  # no generic top-level names
     for name in (REPO / "client_web").rglob("*"):
         if name.is_file() and name.suffix in (".html", ".js", ".css"):
-            assert name.relative_to(REPO).as_posix() in names
+            assert "server/" + name.relative_to(REPO).as_posix() in names
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "tingshuo = tingshuo.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 

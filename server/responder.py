@@ -107,7 +107,7 @@ class Responder:
         self.playing_out: AssistantResponse | None = None
         """Its audio is all sent; the client may still be playing it."""
         self._starting = 0
-        """Responses between ``create`` and ``_current`` being set (graceful shutdown waits for them)."""
+        """Responses waiting in ``create`` for the one before them to end (graceful shutdown waits for them)."""
         self._creating = asyncio.Lock()
         self._by_item: dict[str, AssistantResponse] = {}
         """Spoken responses by item id, for ``conversation.item.truncate``."""
@@ -167,6 +167,7 @@ class Responder:
                                          response_id=request.response_id, message_item_id=request.item_id,
                                          registry=self._tools, add_item=host.add_item, send=host.send))
         self._gate.open(response.handle.generation)
+        self._current = response  # from now on a barge-in interrupts this one, even before it runs
         if request.speaks:
             self._by_item[item.id] = response
         await host.send(events.response_created(self._wire(request, "in_progress", [])))
@@ -179,8 +180,9 @@ class Responder:
         self.playing_out = None
         task = host.spawn(self._drive(response, after=list(after), fixed_text=fixed_text),
                           name=f"response-{request.response_id}")
-        if task is not None:
-            self._current = response
+        if task is None:  # the session is closing
+            self._current = None
+            response.handle.mark_done()
 
     def _wire(self, request: ResponseRequest, status: str, output: list[dict[str, Any]],
               reason: str | None = None, latency: dict[str, Any] | None = None) -> dict[str, Any]:

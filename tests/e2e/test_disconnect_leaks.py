@@ -72,6 +72,7 @@ async def settled(base: str, baseline: dict[str, float]) -> dict[str, float]:
     return now
 
 
+@pytest.mark.timeout(900)  # 520 cycles, a quarter of them waiting for an answer's first audio: 4-6 min here
 async def test_five_hundred_cut_off_sessions_leave_nothing_behind(server_url):
     await run_cycles(server_url, 20)  # warm-up: lazy loads (decoders, executors' threads) happen here
     baseline = await settled(server_url, {"tasks": np.inf, "threads": np.inf})

@@ -179,6 +179,9 @@ class FileServer:
                 name = self.path.lstrip("/")
                 rng = self.headers.get("Range")
                 server.requests.append((name, rng))
+                # Taken before any byte is sent: a client that leaves after the headers must not
+                # leave this handler to take the cut meant for the next request.
+                cut = server.cut.pop(name, None)
                 body = server.files.get(name)
                 self.close_connection = True
                 if body is None:
@@ -203,7 +206,6 @@ class FileServer:
                     self.send_header("Content-Length", str(len(data)))
                 self.send_header("Connection", "close")
                 self.end_headers()
-                cut = server.cut.pop(name, None)
                 if server.chunked:
                     for i in range(0, len(data), 64):
                         piece = data[i : i + 64]

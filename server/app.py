@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import logging
 import threading
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from server.bundled_files import bundled_dir
 from server.config import Config
 from server import events
+from server.client_address import forwarded_client, trusted_networks
 from server.client_socket import ClientSocket
 from server.client_secrets import ClientSecret, ClientSecretError, ClientSecrets
 from server.session_settings import SettingsError, SessionSettings, apply_session_update
@@ -86,55 +86,6 @@ def authorise(request: web.Request) -> tuple[bool, ClientSecret | None]:
     key = presented_key(request)
     secret = request.app[SECRETS_KEY].find(key) if key and key.startswith("ek_") else None
     return secret is not None, secret
-
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """An address as a proxy writes it in X-Forwarded-For (``1.2.3.4``, ``1.2.3.4:5678``, ``[::1]:80``)."""
-    text = text.strip()
-    if text.startswith("[") and "]" in text:
-        text = text[1:text.index("]")]
-    elif text.count(":") == 1:
-        text = text.split(":")[0]
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    return address.ipv4_mapped or address if isinstance(address, ipaddress.IPv6Address) else address
-
-
-def client_address(peer: str | None, forwarded_for: list[str], trusted: tuple[Network, ...]) -> str | None:
-    """The client's address: the direct peer, unless the peer is a trusted proxy; then the right-most
-    X-Forwarded-For address that is not itself a trusted proxy (a client can write anything to the left
-    of what its proxies appended, so nothing further left is believed). All of them trusted: the left-most.
-    An entry that is no address ends the walk at the proxy that wrote it."""
-    peer_address = _address(peer or "")
-    if not trusted or peer_address is None or not any(peer_address in net for net in trusted):
-        return peer
-    hops = [hop for header in forwarded_for for hop in header.split(",") if hop.strip()]
-    believed = peer_address
-    for hop in reversed(hops):
-        address = _address(hop)
-        if address is None:
-            break
-        believed = address
-        if not any(address in net for net in trusted):
-            break
-    return str(believed)
-
-
-def _forwarded_client(trusted: tuple[Network, ...]):
-    """Middleware: ``request.remote`` becomes the client behind trusted proxies, for the per-client
-    session limit and every log line that names the client."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler):
-        client = client_address(request.remote, request.headers.getall("X-Forwarded-For", []), trusted)
-        return await handler(request if client == request.remote else request.clone(remote=client))
-
-    return middleware
 
 
 def origin_allowed(config: Config, request: web.Request) -> bool:
@@ -378,9 +329,9 @@ async def _close_engines(app: web.Application) -> None:
 
 
 def create_app(config: Config, engines: Engines, thinking: ThinkingServices | None = None) -> web.Application:
-    trusted = tuple(ipaddress.ip_network(p, strict=False) for p in config.server.trusted_proxies)
+    trusted = trusted_networks(config.server.trusted_proxies)
     app = web.Application(client_max_size=config.server.max_message_bytes,
-                          middlewares=[_forwarded_client(trusted)] if trusted else [])
+                          middlewares=[forwarded_client(trusted)] if trusted else [])
     app[CONFIG_KEY] = config
     app[ENGINES_KEY] = engines
     app[METRICS_KEY] = ServerMetrics()

@@ -25,6 +25,7 @@ from typing import Any
 from server import events
 from server.audio_input import AudioInput
 from server.config import Config
+from server.client_items import item_from_client
 from server.conversation import Conversation, ConversationItem
 from server.engines import Engines
 from server.ids import new_id
@@ -283,64 +284,17 @@ class RealtimeSession:
 
     # -- conversation items -----------------------------------------------------------
     async def _on_item_create(self, event: ClientEvent) -> None:
-        raw = event.raw["item"]
-        if raw.get("type") in ("function_call", "function_call_output"):
-            await self._create_function_item(raw, event)
-            return
-        if raw.get("type") != "message":
-            raise ProtocolError("unsupported_item", f"conversation items of type {raw.get('type')!r} are not supported",
-                                param="item.type", client_event_id=event.event_id)
-        texts = [c.get("text") or c.get("transcript") or "" for c in raw.get("content") or []
-                 if c.get("type") in ("input_text", "text", "output_text")]
-        if len("".join(texts)) > self.config.server.max_item_chars:
-            raise ProtocolError("item_too_large", f"item text of {len(''.join(texts))} characters exceeds the "
-                                f"limit of {self.config.server.max_item_chars}", param="item.content",
+        item = item_from_client(event.raw["item"], self.conversation, max_chars=self.config.server.max_item_chars,
                                 client_event_id=event.event_id)
-        if not texts or not "".join(texts).strip():
-            raise ProtocolError("unsupported_content", "message items need input_text (or text) content",
-                                param="item.content", client_event_id=event.event_id)
         previous = event.raw.get("previous_item_id")
         if previous is not None and self.conversation.get(previous) is None:
             raise ProtocolError("item_not_found", f"previous_item_id {previous!r} does not exist",
                                 param="previous_item_id", client_event_id=event.event_id)
-        role = raw["role"]
-        item = ConversationItem(id=raw.get("id") or new_id("item"), role=role,
-                                content_type="input_text" if role in ("user", "system") else "output_text",
-                                text="".join(texts))
         prev = await self.add_item(item, after=previous)
         await self.send(events.item_added(item.to_wire(), previous_item_id=prev))
         await self.send(events.item_done(item.to_wire(), previous_item_id=prev))
-        if role == "user":
+        if item.role == "user" and item.type == "message":
             await self.thinking.on_user_words(item.text or "", self.turns.text_language(item.text or ""))
-
-    async def _create_function_item(self, raw: dict[str, Any], event: ClientEvent) -> None:
-        """A client tool's result (``function_call_output``), or a call replayed into the history."""
-        call_id = raw.get("call_id")
-        if not isinstance(call_id, str) or not call_id:
-            raise ProtocolError("invalid_value", "function items need a call_id", param="item.call_id",
-                                client_event_id=event.event_id)
-        calls = {i.call_id for i in self.conversation.items if i.type == "function_call"}
-        if raw["type"] == "function_call_output":
-            if call_id not in calls:
-                raise ProtocolError("item_not_found", f"no function_call with call_id {call_id!r}",
-                                    param="item.call_id", client_event_id=event.event_id)
-            output = str(raw.get("output") or "")
-            if len(output) > self.config.server.max_item_chars:
-                raise ProtocolError("item_too_large", f"output of {len(output)} characters exceeds the limit of "
-                                    f"{self.config.server.max_item_chars}", param="item.output",
-                                    client_event_id=event.event_id)
-            item = ConversationItem.function_call_output(item_id=raw.get("id") or new_id("item"), call_id=call_id,
-                                                         output=output)
-        else:
-            item = ConversationItem.function_call(item_id=raw.get("id") or new_id("item"), call_id=call_id,
-                                                  name=str(raw.get("name") or ""), arguments=str(raw.get("arguments") or "{}"))
-        previous = event.raw.get("previous_item_id")
-        if previous is not None and self.conversation.get(previous) is None:
-            raise ProtocolError("item_not_found", f"previous_item_id {previous!r} does not exist",
-                                param="previous_item_id", client_event_id=event.event_id)
-        prev = await self.add_item(item, after=previous)
-        await self.send(events.item_added(item.to_wire(), previous_item_id=prev))
-        await self.send(events.item_done(item.to_wire(), previous_item_id=prev))
 
     async def add_item(self, item: ConversationItem, *, after: str | None = None,
                        before: str | None = None) -> str | None:

@@ -12,7 +12,8 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from server.app import client_address, create_app
+from server.app import create_app
+from server.client_address import client_address
 from server.config import Config, ConfigError, ServerSection, load_config
 from server.engines import Engines, Executors
 from tests.server.session_harness import QuietVAD, ScriptedASR, ScriptedChat, SilentTTS

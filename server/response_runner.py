@@ -269,8 +269,9 @@ class ResponseRunner:
 
     async def _synthesize_clause(self, text: str, framer: FrameSplitter,
                                  audio_queue: ClosableQueue[_ChunkStart | np.ndarray]) -> None:
-        """One clause through the TTS; the synthesis iterator is closed however this ends, on the
-        TTS worker (a generator cannot be closed while the worker is inside it), without waiting."""
+        """One clause through the TTS. An iterator left unfinished (an interrupt, a failure) is closed
+        on the TTS worker (a generator cannot be closed while the worker is inside it), without
+        waiting, so the engine drops the request at once."""
         tts, executor = self._engines.tts, self._engines.executors.tts
         pieces = tts.synthesize(text, voice=self.plan.voice, speed=self.plan.speed)
         out_rate = self.plan.output_rate_hz
@@ -282,6 +283,7 @@ class ResponseRunner:
                 return None
             return resample_once(pcm, in_rate=tts.sample_rate, out_rate=out_rate).astype(np.int16, copy=False)
 
+        finished = False
         try:
             while True:
                 try:
@@ -289,13 +291,14 @@ class ResponseRunner:
                 except StageTimeout:
                     raise EngineTimeout(f"the TTS made no audio for {self.plan.tts_chunk_timeout_s:g} s") from None
                 if pcm is None:
+                    finished = True
                     return
                 self.timeline.mark("first_tts_audio")
                 for frame in framer.push(pcm):
                     await audio_queue.put(frame)
         finally:
             close = getattr(pieces, "close", None)
-            if close is not None:
+            if close is not None and not finished:
                 try:
                     executor.submit(_close_quietly, close)
                 except RuntimeError:  # the executor is shut down (server stopping)

@@ -127,31 +127,17 @@ def _size(n: int | None) -> str:
 
 
 class PullProgress:
-    """``models pull``'s progress on stderr: tqdm's bar when tqdm is installed (the ``bench`` extra),
-    otherwise a plain line, rewritten in place on a terminal and printed every few seconds elsewhere."""
+    """``models pull``'s progress on stderr, with no dependency: one line, rewritten in place on a
+    terminal and printed every few seconds elsewhere (a log), always ending with the last count."""
 
     def __init__(self, label: str, stream: TextIO | None = None) -> None:
         self.label = label
         self.stream = stream if stream is not None else sys.stderr
-        self._bar = None
-        self._tqdm = None
-        try:
-            from tqdm import tqdm
-        except ImportError:
-            pass
-        else:
-            self._tqdm = tqdm
         self._interactive = bool(getattr(self.stream, "isatty", lambda: False)())
         self._last_line_at = float("-inf")
         self._last: tuple[int, int | None] | None = None
 
     def __call__(self, done: int, total: int | None) -> None:
-        if self._tqdm is not None:
-            if self._bar is None:
-                self._bar = self._tqdm(total=total, unit="B", unit_scale=True, desc=self.label, initial=0,
-                                       file=self.stream)
-            self._bar.update(done - self._bar.n)
-            return
         self._last = (done, total)
         now = time.monotonic()
         if now - self._last_line_at >= (0.5 if self._interactive else 5.0):
@@ -162,16 +148,11 @@ class PullProgress:
         line = f"{self.label}: {done / 2**20:,.1f} MB"
         if total:
             line += f" of {total / 2**20:,.1f} MB ({100 * done / total:.0f}%)"
-        if self._interactive:
-            self.stream.write("\r" + line + end)
-        else:
-            self.stream.write(line + "\n")
+        self.stream.write("\r" + line + end if self._interactive else line + "\n")
         self.stream.flush()
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-        elif self._last is not None:
+        if self._last is not None:
             self._write(*self._last, end="\n")
 
 

@@ -21,7 +21,7 @@ from thinking.personas import PersonaLibrary
 
 log = logging.getLogger(__name__)
 
-REPO_PERSONAS = bundled_dir("personas")
+BUNDLED_PERSONAS = bundled_dir("personas")
 
 
 @dataclass
@@ -48,7 +48,7 @@ class ThinkingServices:
 
 
 def personas_dir(config: Config) -> Path:
-    return Path(config.assistant.personas_dir) if config.assistant.personas_dir else REPO_PERSONAS
+    return Path(config.assistant.personas_dir) if config.assistant.personas_dir else BUNDLED_PERSONAS
 
 
 def _server_tools(config: Config, services: ThinkingServices) -> Any:

@@ -170,28 +170,3 @@ def test_plain_progress_line_throttles_and_always_ends_with_the_last_count(monke
     lines = stream.getvalue().splitlines()
     assert lines[0] == "m: 0.0 MB" and lines[-1] == "m: 100.0 MB"
     assert len(lines) == 2
-
-
-def test_progress_uses_tqdm_when_installed(monkeypatch):
-    updates: list[int] = []
-
-    class FakeTqdm:
-        def __init__(self, total, **kwargs):
-            self.n = 0
-            updates.append(total)
-
-        def update(self, n):
-            self.n += n
-            updates.append(self.n)
-
-        def close(self):
-            updates.append("closed")
-
-    fake = type(sys)("tqdm")
-    fake.tqdm = FakeTqdm
-    monkeypatch.setitem(sys.modules, "tqdm", fake)
-    progress = server_cli.PullProgress("m", stream=io.StringIO())
-    progress(10, 30)
-    progress(30, 30)
-    progress.close()
-    assert updates == [30, 10, 30, "closed"]

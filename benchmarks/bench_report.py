@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from benchmarks.false_interruptions import summarize_false_interruptions
 from benchmarks.latency_stats import compare_summaries, summarize
 
 CLIENT_STAGES = {
@@ -30,7 +31,11 @@ BARGE_IN_STAGES = {
     "cancel_ms": "interrupting speech → response cancelled",
     "last_audio_ms": "interrupting speech → last audio frame received",
     "audio_after_cancel_ms": "audio received after the cancel event",
+    "client_stop_ms": "interrupting speech → client stops hearing (plays out its queue)",
+    "client_flush_stop_ms": "interrupting speech → client stops hearing (flushes on speech_started)",
 }
+BARGE_IN_PERCENTILES = ("p50", "p90", "p95", "p99")
+MISSING = "—"
 
 
 def server_segments(server_ms: dict[str, float | None]) -> dict[str, float | None]:
@@ -42,12 +47,13 @@ def server_segments(server_ms: dict[str, float | None]) -> dict[str, float | Non
     return out
 
 
-def summarize_level(turns: list[dict[str, Any]], barge_ins: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize_level(turns: list[dict[str, Any]], barge_ins: list[dict[str, Any]],
+                    false_interruptions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     answered = [t for t in turns if t["status"] in ("completed", "cancelled")]
     stages = {k: summarize(t[k] for t in answered) for k in CLIENT_STAGES}
     segments = [server_segments(t["server_ms"]) for t in answered]
     server = {k: summarize(s[k] for s in segments) for k in SERVER_SEGMENTS}
-    barge = {k: summarize(b[k] for b in barge_ins if b["status"] == "cancelled") for k in BARGE_IN_STAGES}
+    barge = {k: summarize(b.get(k) for b in barge_ins if b["status"] == "cancelled") for k in BARGE_IN_STAGES}
     by_language: dict[str, dict[str, Any]] = {}
     for language in sorted({t["language"] for t in turns}):
         scored = [t for t in turns if t["language"] == language and t["error_rate"] is not None]
@@ -70,11 +76,65 @@ def summarize_level(turns: list[dict[str, Any]], barge_ins: list[dict[str, Any]]
         "barge_in": {k: v.as_dict() if v else None for k, v in barge.items()},
         "barge_in_outcomes": {s: sum(1 for b in barge_ins if b["status"] == s) for s in {b["status"] for b in barge_ins}},
         "transcripts": by_language,
+        "false_interruptions": summarize_false_interruptions(false_interruptions or []),
     }
+
+
+def robustness_rows(level: dict[str, Any]) -> dict[str, str]:
+    """False interruptions and speculation waste of one level as printable cells; a level from a
+    run that did not measure them (an older ``bench.json``) gives ``—``."""
+    f = level.get("summary", {}).get("false_interruptions")
+    spec = level.get("speculation")
+    rows: dict[str, str] = {}
+    if f and f.get("scheduled"):
+        kinds = f["by_kind"]
+        lost_kinds = f["lost_by_kind"]
+        delay = f.get("extra_delay_ms") or {}
+        rows["false interruptions played (noise / backchannel)"] = \
+            f"{f['played']} ({kinds.get('noise', 0)} / {kinds.get('backchannel', 0)})"
+        rows["backchannels longer than 0.4 s played"] = str(f["backchannels_over_0_4_s"])
+        rows["answers lost (noise / backchannel)"] = \
+            f"{f['lost']} ({lost_kinds.get('noise', 0)} / {lost_kinds.get('backchannel', 0)})"
+        rows["answers lost to a backchannel over 0.4 s"] = str(f["lost_over_0_4_s"])
+        rows["answers resumed after a pause"] = str(f["resumed"])
+        rows["pause added to the answer's end, p50 / p95 (ms)"] = \
+            f"{_fmt(delay.get('p50'))} / {_fmt(delay.get('p95'))}" if delay else MISSING
+    else:
+        for title in ("false interruptions played (noise / backchannel)", "backchannels longer than 0.4 s played",
+                      "answers lost (noise / backchannel)", "answers lost to a backchannel over 0.4 s",
+                      "answers resumed after a pause", "pause added to the answer's end, p50 / p95 (ms)"):
+            rows[title] = MISSING
+    if spec is None:
+        over_cpu = share = MISSING
+    elif not spec.get("reported"):
+        over_cpu = share = "not reported"
+    else:
+        over_cpu = _ratio_cell(spec.get("discarded_over_cpu"), f"{spec['discarded_s']:.1f} s of {spec.get('server_cpu_s')} CPU-s")
+        share = _ratio_cell(spec.get("discarded_share"), f"{spec['discarded_s']:.1f} of {spec['kept_s'] + spec['discarded_s']:.1f} s")
+    rows["speculation discarded / server CPU"] = over_cpu
+    rows["speculation discarded / (kept + discarded)"] = share
+    return rows
+
+
+def _ratio_cell(value: float | None, detail: str) -> str:
+    return MISSING if value is None else f"{100 * value:.1f} % ({detail})"
 
 
 def _fmt(v: float | None) -> str:
     return "–" if v is None else f"{v:,.0f}"
+
+
+def _barge_in_table(summary: dict[str, Any]) -> list[str]:
+    barge = summary.get("barge_in", {})
+    if not any(barge.get(k) for k in BARGE_IN_STAGES):
+        return []
+    lines = ["| barge-in (ms from the interrupting speech) | p50 | p90 | p95 | p99 | n |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for key, title in BARGE_IN_STAGES.items():
+        if v := barge.get(key):
+            cells = " | ".join(_fmt(v.get(q)) for q in BARGE_IN_PERCENTILES)
+            lines.append(f"| {title} | {cells} | {v['n']} |")
+    return lines + [""]
 
 
 def markdown(run: dict[str, Any]) -> str:
@@ -95,11 +155,11 @@ def markdown(run: dict[str, Any]) -> str:
         for key in SERVER_SEGMENTS:
             v = s["server"][key]
             lines.append(f"| server: {key} | {_fmt(v and v['p50'])} | {_fmt(v and v['p90'])} | {_fmt(v and v['p99'])} | {v['n'] if v else 0} |")
-        for key, title in BARGE_IN_STAGES.items():
-            v = s["barge_in"][key]
-            if v:
-                lines.append(f"| barge-in: {title} | {_fmt(v['p50'])} | {_fmt(v['p90'])} | {_fmt(v['p99'])} | {v['n']} |")
         lines.append("")
+        lines += _barge_in_table(s)
+        robustness = robustness_rows(level)
+        lines += ["| false interruptions and speculation | |", "|---|---:|"]
+        lines += [f"| {title} | {cell} |" for title, cell in robustness.items()] + [""]
         for language, t in s["transcripts"].items():
             lines.append(f"- {language}: {t['metric']} {100 * t['mean_error_rate']:.1f} % (mean over {t['turns']} turns)")
         if s["barge_in_outcomes"]:
@@ -127,7 +187,34 @@ def compare_markdown(a: dict[str, Any], b: dict[str, Any]) -> str:
                     cells = " | ".join("–" if v is None else f"{v:.2f}×" for v in r.values())
                     lines.append(f"| {part}: {stage} | {cells} |")
         lines.append("")
+    lines += side_by_side(a, b)
     return "\n".join(lines)
+
+
+def side_by_side(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """A's and B's values next to each other for the barge-in percentiles (p95 included), the false
+    interruptions and the speculation waste; ``—`` where a run did not measure a row."""
+    levels_a = {lv["concurrency"]: lv for lv in a["levels"]}
+    lines = []
+    for level_b in b["levels"]:
+        level_a = levels_a.get(level_b["concurrency"], {})
+        barge_a = level_a.get("summary", {}).get("barge_in", {})
+        barge_b = level_b["summary"].get("barge_in", {})
+        lines += [f"## {level_b['concurrency']} concurrent: A and B side by side", "",
+                  "| barge-in (ms) | A p50 | B p50 | A p95 | B p95 |", "|---|---:|---:|---:|---:|"]
+        for key, title in BARGE_IN_STAGES.items():
+            cells = [_cell(side.get(key), q) for q in ("p50", "p95") for side in (barge_a, barge_b)]
+            lines.append(f"| {title} | " + " | ".join(cells) + " |")
+        rows_a = robustness_rows(level_a) if level_a else {}
+        rows_b = robustness_rows(level_b)
+        lines += ["", "| false interruptions and speculation | A | B |", "|---|---:|---:|"]
+        lines += [f"| {title} | {rows_a.get(title, MISSING)} | {cell} |" for title, cell in rows_b.items()] + [""]
+    return lines
+
+
+def _cell(summary: dict[str, float] | None, q: str) -> str:
+    value = None if not summary else summary.get(q)
+    return MISSING if value is None else f"{value:,.0f}"
 
 
 def plot(run: dict[str, Any], out_dir: Path) -> list[Path]:

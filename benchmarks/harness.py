@@ -26,8 +26,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 from benchmarks.bench_report import compare_markdown, markdown, plot, summarize_level, write_json
 from benchmarks.corpus import Recording, load_corpus
+from benchmarks.false_interruptions import OverlayClip, backchannel_clips, false_interrupt_turns, pick_clip
 from benchmarks.realtime_probe import ProbeConfig, SessionProbe
 from benchmarks.resource_monitor import ResourceMonitor
+from benchmarks.speculation_metrics import read_counters, speculation_summary
 
 DEFAULT_AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio"
 
@@ -51,6 +53,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="every Nth turn talks over the answer (0: never)")
     p.add_argument("--barge-in-offset-ms", type=float, default=1500,
                    help="start interrupting this long after the answer's first audio")
+    p.add_argument("--false-interrupt-every", type=int, default=4,
+                   help="every Nth turn, half a period away from the barge-ins, plays noise or a backchannel "
+                        "('uh-huh', '嗯') over the answer and checks the answer survives (0: never)")
+    p.add_argument("--false-interrupt-offset-ms", type=float, default=1000,
+                   help="start the noise or backchannel this long after the answer's first audio")
+    p.add_argument("--backchannel-cache", type=Path, default=Path("var/bench/backchannels"),
+                   help="where the synthesized backchannels are kept between runs")
+    p.add_argument("--model-dir", type=Path, default=Path("var/models"),
+                   help="the embedded voices (Piper, Kokoro) that synthesize the backchannels")
     p.add_argument("--pause-s", type=float, default=1.0, help="silence after an answer before the next turn")
     p.add_argument("--instructions", default="", help="session instructions to send")
     p.add_argument("--turn-timeout-s", type=float, default=120)
@@ -137,20 +148,39 @@ class Progress:
             self._bar.close()
 
 
+def plan_false_interruptions(plan: list[tuple[Recording, Recording | None]], *, session: int, every: int,
+                             barge_in_every: int, backchannels: list[OverlayClip], noise_files: list[Path]
+                             ) -> dict[int, OverlayClip]:
+    """Turn index → the noise slice or backchannel said over that turn's answer."""
+    overlays = {}
+    for k, turn in enumerate(false_interrupt_turns(len(plan), every=every, barge_in_every=barge_in_every)):
+        clip = pick_clip(k, language=plan[turn][0].language, session=session, turn=turn,
+                         backchannels=backchannels, noise_files=noise_files)
+        if clip is not None:
+            overlays[turn] = clip
+    return overlays
+
+
 async def run_level(args: argparse.Namespace, config: ProbeConfig, recordings: list[Recording],
-                    concurrency: int) -> dict[str, Any]:
+                    concurrency: int, clips: tuple[list[OverlayClip], list[Path]] = ([], [])) -> dict[str, Any]:
     plans = [build_plan(recordings, turns=args.turns, session=i, barge_in_every=args.barge_in_every)
              for i in range(concurrency)]
+    overlays = [plan_false_interruptions(plans[i], session=i, every=args.false_interrupt_every,
+                                         barge_in_every=args.barge_in_every, backchannels=clips[0],
+                                         noise_files=clips[1]) for i in range(concurrency)]
     total = sum(len(p) + sum(1 for _, b in p if b) for p in plans)
     progress = Progress(total, f"{concurrency} session(s)", not args.no_progress)
     probes = [SessionProbe(config, session_index=i, concurrency=concurrency) for i in range(concurrency)]
-    monitor = ResourceMonitor(pid=args.server_pid, metrics_url=args.metrics_url or _metrics_url(args.url))
+    metrics_url = args.metrics_url or _metrics_url(args.url)
+    monitor = ResourceMonitor(pid=args.server_pid, metrics_url=metrics_url)
+    speculation_before = await read_counters(metrics_url)
     sampling = asyncio.create_task(monitor.run(), name="resource-monitor")
     started = asyncio.get_running_loop().time()
 
     async def one(i: int) -> None:
         await asyncio.sleep(0.37 * i)  # people do not all start talking in the same frame
-        await probes[i].run(plans[i], barge_in_offset_ms=args.barge_in_offset_ms, on_turn=progress.step)
+        await probes[i].run(plans[i], barge_in_offset_ms=args.barge_in_offset_ms, on_turn=progress.step,
+                            overlays=overlays[i], false_interrupt_offset_ms=args.false_interrupt_offset_ms)
 
     try:
         outcomes = await asyncio.gather(*(one(i) for i in range(concurrency)), return_exceptions=True)
@@ -158,8 +188,12 @@ async def run_level(args: argparse.Namespace, config: ProbeConfig, recordings: l
         sampling.cancel()
         await asyncio.gather(sampling, return_exceptions=True)
         progress.close()
+    speculation_after = await read_counters(metrics_url)
     turns = [dataclasses.asdict(t) for p in probes for t in p.turns]
     barge_ins = [dataclasses.asdict(b) for p in probes for b in p.barge_ins]
+    false_interruptions = [dataclasses.asdict(f) for p in probes for f in p.false_interruptions]
+    samples = monitor.samples
+    cpu_seconds = samples[-1].cpu_seconds - samples[0].cpu_seconds if len(samples) >= 2 else None
     return {
         "concurrency": concurrency,
         "wall_s": round(asyncio.get_running_loop().time() - started, 1),
@@ -169,8 +203,21 @@ async def run_level(args: argparse.Namespace, config: ProbeConfig, recordings: l
         "resources": monitor.summary(),
         "turns": turns,
         "barge_ins": barge_ins,
-        "summary": summarize_level(turns, barge_ins),
+        "false_interruptions": false_interruptions,
+        "speculation": speculation_summary(speculation_before, speculation_after, cpu_seconds),
+        "summary": summarize_level(turns, barge_ins, false_interruptions),
     }
+
+
+async def overlay_clips(args: argparse.Namespace, languages: tuple[str, ...]
+                        ) -> tuple[list[OverlayClip], list[Path], list[str]]:
+    """The backchannels (synthesized once, cached) and the noise recordings false interruptions use."""
+    if args.false_interrupt_every <= 0:
+        return [], [], []
+    noise_files = sorted((args.audio / "noise").glob("*.wav"))
+    backchannels, problems = await asyncio.to_thread(backchannel_clips, args.backchannel_cache,
+                                                     languages=languages, model_dir=args.model_dir)
+    return backchannels, noise_files, problems
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -189,8 +236,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "versions": versions(),
         "levels": [],
     }
+    backchannels, noise_files, problems = await overlay_clips(args, languages)
+    run_data["false_interruption_clips"] = {
+        "backchannels": [{"name": c.name, "language": c.language, "seconds": c.seconds} for c in backchannels],
+        "noise": [str(p) for p in noise_files],
+        "problems": problems,
+    }
     for concurrency in levels:
-        run_data["levels"].append(await run_level(args, config, recordings, concurrency))
+        run_data["levels"].append(await run_level(args, config, recordings, concurrency, (backchannels, noise_files)))
     run_data["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     return run_data
 

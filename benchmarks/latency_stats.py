@@ -25,6 +25,8 @@ class Summary:
     p50: float
     p90: float
     p99: float
+    p95: float
+    """Added after the first committed reports: older ``bench.json`` summaries lack it."""
     mean: float
     min: float
     max: float
@@ -39,7 +41,8 @@ def summarize(values: Iterable[float | None]) -> Summary | None:
     if not present:
         return None
     return Summary(n=len(present), p50=percentile(present, 50), p90=percentile(present, 90),
-                   p99=percentile(present, 99), mean=sum(present) / len(present), min=min(present), max=max(present))
+                   p99=percentile(present, 99), p95=percentile(present, 95), mean=sum(present) / len(present),
+                   min=min(present), max=max(present))
 
 
 def ratio(new: float | None, old: float | None) -> float | None:

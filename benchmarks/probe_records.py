@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from benchmarks.client_playback import PlaybackQueue
 from benchmarks.transcript_scoring import error_rate
 
 
@@ -58,6 +59,10 @@ class BargeInRecord:
     cancel_ms: float | None = None
     last_audio_ms: float | None = None
     audio_after_cancel_ms: float = 0.0
+    client_stop_ms: float | None = None
+    """Until a client that plays out what it has queued stops sounding (:mod:`benchmarks.client_playback`)."""
+    client_flush_stop_ms: float | None = None
+    """Until a client that drops its queue on ``speech_started`` (or the cancel) stops sounding."""
     status: str = "not_cancelled"
 
 
@@ -95,6 +100,9 @@ class ResponseTrack:
     status: str | None = None
     latency: dict[str, float | None] = field(default_factory=dict)
     audio_after_done_ms: float = 0.0
+    playback: PlaybackQueue = field(default_factory=PlaybackQueue)
+    done_transcript: str | None = None
+    """The assistant's audio transcript as ``response.done`` reports it; None if it reports none."""
 
 
 @dataclass(eq=False)  # turns are matched by identity

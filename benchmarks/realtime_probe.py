@@ -20,7 +20,9 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from benchmarks.client_playback import stop_ms_after
 from benchmarks.corpus import Recording, speech_end_secs
+from benchmarks.false_interruptions import FalseInterruptionRecord, OverlayClip, classify_answer
 from benchmarks.probe_records import BargeInRecord, ResponseTrack, TurnRecord, TurnTrack, finish_turn
 
 
@@ -110,6 +112,16 @@ class SessionProbe:
         self._item_response: dict[str, str] = {}
         self._speech_started: list[float] = []
         self._created = asyncio.Event()
+        self.false_interruptions: list[FalseInterruptionRecord] = []
+        self._overlay: FalseInterruptionRecord | None = None
+        """The false interruption being played and listened through: commits and transcripts of
+        the clip are its, not a user turn's."""
+        self._overlay_items: set[str] = set()
+        self._overlay_start = 0.0
+        self._overlay_responses_before = 0
+        self._response_starts: list[float] = []
+        self._overlays: dict[int, OverlayClip] = {}
+        self._false_offset_ms = 1000.0
 
     async def _send(self, event: dict[str, Any]) -> None:
         assert self._ws is not None
@@ -138,12 +150,16 @@ class SessionProbe:
             self.errors.append(event.get("error", {}))
         elif kind == "input_audio_buffer.speech_started":
             self._speech_started.append(now)
+            if self._overlay is not None:
+                self._overlay.heard = True
         elif kind == "input_audio_buffer.speech_stopped":
             self._last_speech_stopped = now
         elif kind == "input_audio_buffer.committed":
             self._on_committed(event, now)
         elif kind == "conversation.item.input_audio_transcription.completed":
-            if (turn := self._by_item.get(event.get("item_id", ""))) is not None:
+            if self._overlay is not None and event.get("item_id", "") in self._overlay_items:
+                self._overlay.heard_as = (self._overlay.heard_as + " " + event.get("transcript", "")).strip()
+            elif (turn := self._by_item.get(event.get("item_id", ""))) is not None:
                 turn.transcripts[event.get("item_id", "")] = event.get("transcript", "")
                 joiner = "" if turn.record.language == "zh" else " "
                 turn.record.transcript = joiner.join(t.strip() for t in turn.transcripts.values() if t.strip())
@@ -153,6 +169,7 @@ class SessionProbe:
         elif kind == "response.created":
             rid = event["response"]["id"]
             self._responses[rid] = ResponseTrack(id=rid, created=now, done=asyncio.get_running_loop().create_future())
+            self._response_starts.append(now)
         elif kind == "response.output_item.added":
             self._item_response[event.get("item", {}).get("id", "")] = event.get("response_id", "")
         elif kind == "conversation.item.added" and event.get("item", {}).get("role") == "assistant":
@@ -167,6 +184,7 @@ class SessionProbe:
                 track.first_audio = track.first_audio or now
                 track.last_audio = now
                 track.audio_ms += ms
+                track.playback.push(now, ms)
                 if track.done_at is not None:
                     track.audio_after_done_ms += ms
         elif kind == "response.done":
@@ -174,12 +192,16 @@ class SessionProbe:
             if (track := self._responses.get(response.get("id", ""))) is not None:
                 track.done_at, track.status = now, response.get("status")
                 track.latency = response.get("latency") or {}
+                track.done_transcript = _audio_transcript(response)
                 if track.done is not None and not track.done.done():
                     track.done.set_result(None)
 
     def _on_committed(self, event: dict[str, Any], now: float) -> None:
         if self._awaiting_commit:
             turn = self._awaiting_commit.popleft()
+        elif self._overlay is not None:
+            self._overlay_items.add(event.get("item_id") or "")  # the server took the clip for a turn
+            return
         elif self._current is not None and self._current.committed.is_set():
             turn = self._current  # the server cut the utterance at a pause; this is its rest
         else:
@@ -216,9 +238,13 @@ class SessionProbe:
 
     # -- driving ----------------------------------------------------------------------
     async def run(self, plan: list[tuple[Recording, Recording | None]], *, barge_in_offset_ms: float,
-                  on_turn=None) -> None:
+                  on_turn=None, overlays: dict[int, OverlayClip] | None = None,
+                  false_interrupt_offset_ms: float = 1000.0) -> None:
         """``plan``: (recording, interruption or None) per turn; an interruption is said
-        ``barge_in_offset_ms`` after the answer's first audio."""
+        ``barge_in_offset_ms`` after the answer's first audio. ``overlays``: turn index → a clip
+        (noise or a backchannel) said ``false_interrupt_offset_ms`` after the answer's first audio."""
+        self._overlays = overlays or {}
+        self._false_offset_ms = false_interrupt_offset_ms
         async with aiohttp.ClientSession() as http:
             async with http.ws_connect(self.config.url, headers=self.config.headers, max_msg_size=0,
                                        heartbeat=30) as ws:
@@ -279,7 +305,9 @@ class SessionProbe:
             await asyncio.wait_for(turn.response_ready.wait(), timeout)
             response = turn.response
             assert response is not None and response.done is not None
-            if interruption is None:
+            if interruption is None and index in self._overlays:
+                await self._false_interrupt(mic, index, turn, self._overlays[index], timeout)
+            elif interruption is None:
                 await asyncio.wait_for(asyncio.shield(response.done), timeout)
                 await self._follow_continuations(turn, timeout)
             else:
@@ -290,6 +318,8 @@ class SessionProbe:
         if interruption is None:
             await self._listen(turn.response)
         await asyncio.sleep(self.config.pause_after_answer_s)
+        if self._overlay is not None:
+            await self._judge_false_interruption(turn.response, timeout)
 
     async def _follow_continuations(self, turn: TurnTrack, timeout: float) -> None:
         """An answer cancelled because the user went on is replaced by the answer to all of it."""
@@ -305,10 +335,61 @@ class SessionProbe:
 
     @staticmethod
     async def _listen(response: ResponseTrack | None) -> None:
-        """A person hears the answer out (the server paces it at real time) before talking again."""
-        if response is not None and response.first_audio is not None:
-            played_until = response.first_audio + response.audio_ms / 1000
+        """A person hears the answer out, pauses and underruns included, before talking again."""
+        played_until = None if response is None else response.playback.ends_at()
+        if played_until is not None:
             await asyncio.sleep(max(0.0, played_until - time.monotonic()))
+
+    async def _false_interrupt(self, mic: PacedMicrophone, index: int, turn: TurnTrack, clip: OverlayClip,
+                               timeout: float) -> None:
+        """Say ``clip`` over the answer, then wait for the answer to end; the verdict comes after the
+        pause that follows it (:meth:`_judge_false_interruption`), so a new response has time to show."""
+        response = turn.response
+        assert response is not None and response.done is not None
+        record = FalseInterruptionRecord(concurrency=self.concurrency, session=self.session_index, turn=index,
+                                         recording=turn.record.recording, kind=clip.kind, clip=clip.name,
+                                         clip_secs=clip.seconds, offset_ms=self._false_offset_ms)
+        self.false_interruptions.append(record)
+        while response.first_audio is None and not response.done.done():
+            await asyncio.sleep(0.01)
+            if time.monotonic() - response.created > timeout:
+                raise asyncio.TimeoutError
+        due = (response.first_audio or 0.0) + self._false_offset_ms / 1000
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        if response.done.done():
+            record.status = "answer_finished_first" if response.status == "completed" else "answer_ended_first"
+            await self._follow_continuations(turn, timeout)
+            return
+        record.status = "played"
+        self._overlay, self._overlay_items = record, set()
+        self._overlay_start = time.monotonic()
+        self._overlay_responses_before = len(self._response_starts)
+        await mic.say(clip.pcm16(self.config.rate)).finished
+        await asyncio.wait_for(asyncio.shield(response.done), timeout)
+
+    async def _judge_false_interruption(self, response: ResponseTrack | None, timeout: float) -> None:
+        record, self._overlay = self._overlay, None
+        assert record is not None
+        new = [t for t in self._response_starts[self._overlay_responses_before:] if t >= self._overlay_start]
+        record.new_responses = len(new)
+        if response is not None:
+            record.answer_status = response.status
+            record.answer_chars = len(response.text.strip())
+            record.done_transcript_chars = None if response.done_transcript is None else len(response.done_transcript.strip())
+            record.lost, record.reason = classify_answer(status=response.status, streamed_text=response.text,
+                                                         done_transcript=response.done_transcript,
+                                                         new_responses=len(new))
+            stall = response.playback.stall_s(after=self._overlay_start)
+            record.resumed = not record.lost and stall > 0
+            record.extra_delay_ms = round(stall * 1000, 1)
+        # An answer to the clip itself must end before the next turn is said.
+        for track in [r for r in self._responses.values() if r.created >= self._overlay_start and r is not response]:
+            if track.done is not None:
+                try:
+                    await asyncio.wait_for(asyncio.shield(track.done), timeout)
+                except asyncio.TimeoutError:
+                    pass
+                await self._listen(track)
 
     async def _barge_in(self, mic: PacedMicrophone, index: int, turn: TurnTrack, interruption: Recording,
                         offset_ms: float) -> None:
@@ -343,6 +424,10 @@ class SessionProbe:
             if response.last_audio is not None:
                 record.last_audio_ms = (response.last_audio - start) * 1000
             record.audio_after_cancel_ms = response.audio_after_done_ms
+            heard = self._speech_started[started_before] if len(self._speech_started) > started_before else None
+            flush_at = min(t for t in (heard, response.done_at) if t is not None)
+            record.client_stop_ms = stop_ms_after(start, response.playback.stop_heard())
+            record.client_flush_stop_ms = stop_ms_after(start, response.playback.stop_heard(flush_at=flush_at))
         elif response.status == "completed":
             record.status = "answer_finished_first"
         finish_turn(turn)
@@ -355,3 +440,11 @@ class SessionProbe:
             second.record.status = "timeout"
         finish_turn(second)
         await self._listen(second.response)
+
+
+def _audio_transcript(response: dict[str, Any]) -> str | None:
+    """The assistant's words in ``response.done``'s output; None when it carries no transcript."""
+    parts = [c.get("transcript") if "transcript" in c else c.get("text")
+             for item in response.get("output") or [] if item.get("type") == "message"
+             for c in item.get("content") or [] if "transcript" in c or "text" in c]
+    return None if not parts else "".join(p or "" for p in parts)

@@ -180,8 +180,12 @@ class CosyVoiceSection:
 @dataclass(frozen=True)
 class AudioSection:
     output_frame_ms: int = 40
-    max_lead_ms: int = 300
-    """Audio sent ahead of the client's estimated playback: a barge-in silences it within this."""
+    max_lead_ms: int = 120
+    """Audio sent ahead of the client's estimated playback: a barge-in silences the client within
+    this (the answer pauses at the first voiced frame; the client plays out what it holds). The
+    pacer sends a frame whenever the lead drops to this, so the client holds 120-160 ms with 40 ms
+    frames: enough to ride out event-loop and network jitter of a few frames, while the first
+    voiced frame (32-64 ms into the speech) plus this stays under the 250 ms stop target."""
     vad_threshold: float = 0.5
     vad_start_ms: int = 96
     prefix_padding_ms: int = 300
@@ -197,6 +201,11 @@ class MemorySection:
 
     path: str = "var/memory.sqlite"
     """The SQLite file holding every user's facts and conversation summaries."""
+    """Speech over an answer must last this long to become a user turn (the answer pauses at once)."""
+    barge_in_confirm_speech_ms: int = 1200
+    """Speech over an answer this long interrupts it whatever its words (longer than a backchannel)."""
+    barge_in_max_pause_ms: int = 3000
+    """An answer paused over possible speech is cancelled after this if nothing resumed it."""
     enabled: bool = True
     max_facts_per_user: int = 200
     """Beyond this the oldest facts are forgotten."""

@@ -23,7 +23,7 @@ from server.session_settings import TurnDetectionSettings
 from server.stage_executor import StageTimeout, run_with_deadline
 from streaming.audio_frames import FrameSplitter, StreamResampler
 from streaming.turn_policy import TurnPolicy
-from streaming.vad_gate import SpeechStarted, SpeechStopped, VADGate, VADParams
+from streaming.vad_gate import OnsetWithdrawn, SpeechOnset, SpeechStarted, SpeechStopped, VADGate, VADParams
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,16 @@ class Utterance:
 
 
 class InputHooks(Protocol):
+    def on_speech_onset(self) -> None:
+        """The first voiced frame after quiet: speech may be starting (not yet ``on_speech_started``).
+
+        Synchronous: it must only flag (pause an answer), never wait."""
+        ...
+
+    def on_onset_withdrawn(self) -> None:
+        """The voiced run ended before it became speech (a click, a cough). Synchronous."""
+        ...
+
     async def on_speech_started(self, audio_start_ms: int) -> None: ...
 
     async def on_speech_stopped(self, audio_end_ms: int, audio: np.ndarray) -> None:
@@ -124,6 +134,11 @@ class AudioInput:
         return self._gate is not None and self._gate.in_speech
 
     @property
+    def speech_ms(self) -> int:
+        """Length of the speech run in progress (0 when quiet or in the silence after it)."""
+        return self._gate.speech_ms() if self._gate is not None else 0
+
+    @property
     def buffered_ms(self) -> float:
         return self._turn.samples * 1000 / MODEL_SAMPLE_RATE_HZ
 
@@ -148,7 +163,11 @@ class AudioInput:
                 self._turn.add(audio)
             turn_audio.extend(update.speech_audio)
             for event in update.events:
-                if isinstance(event, SpeechStarted):
+                if isinstance(event, SpeechOnset):
+                    self._hooks.on_speech_onset()
+                elif isinstance(event, OnsetWithdrawn):
+                    self._hooks.on_onset_withdrawn()
+                elif isinstance(event, SpeechStarted):
                     await self._speech_started(event)
                 elif isinstance(event, SpeechStopped):
                     await self._speech_stopped(event)

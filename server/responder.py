@@ -5,14 +5,19 @@ A response lives in an :class:`AssistantResponse` from ``response.created`` to
 the user's words, asks the thinking stage for the prompt, builds the plan, runs
 the :class:`ResponseRunner`, and sends the closing events.
 
-The barge-in path, start to end:
+The barge-in path, start to end ("pause first, decide later"):
 
-1. the VAD hears speech during an answer: ``UserTurns.on_speech_started``
-   calls :meth:`Responder.barge_in`;
-2. :meth:`interrupt` closes the generation gate (no frame of this answer
+1. the VAD hears a first voiced frame during an answer: ``UserTurns`` calls
+   :meth:`Responder.pause` and the paced sender holds its next frame; the
+   client falls silent within the play-out lead;
+2. a false interruption (a click, a turn with no words, a backchannel) ends
+   with :meth:`Responder.resume`: the answer goes on where it paused. A real
+   one (long speech, real words, or the pause's time limit) calls
+   :meth:`Responder.barge_in`;
+3. :meth:`interrupt` closes the generation gate (no frame of this answer
    leaves from now on) and interrupts its :class:`SpeechHandle`. It returns at
    once: the input pipeline never waits for a response to wind down;
-3. the response's task sees the interrupt, cancels the runner (whose cleanup
+4. the response's task sees the interrupt, cancels the runner (whose cleanup
    never blocks) and sends ``response.done`` (``cancelled``), with the
    transcript cut at what the client had played.
 
@@ -41,6 +46,7 @@ from server.response_runner import ResponseOutcome, ResponseRunner
 from server.session_settings import SessionSettings
 from server.session_thinking import SessionThinking
 from server.tool_calls import ResponseToolCalls
+from streaming.output_valve import OutputValve
 from streaming.speech_handle import GenerationGate, SpeechHandle
 from thinking.tool_registry import ToolRegistry
 
@@ -103,6 +109,8 @@ class Responder:
         self._host = host
         self._tools = tools
         self._gate = GenerationGate()
+        self._valve = OutputValve()
+        """Held while speech over an answer is judged: the answer's sender sends nothing."""
         self._current: AssistantResponse | None = None
         self.playing_out: AssistantResponse | None = None
         """Its audio is all sent; the client may still be playing it."""
@@ -200,15 +208,33 @@ class Responder:
         response.handle.interrupt()
         return True
 
-    async def barge_in(self) -> None:
-        """The user started speaking over the assistant: stop the answer, or cut one still
-        playing on the client at what was heard. Never waits for the response to end."""
-        if not self.interrupt("turn_detected") and (playing := self.playing_out) is not None:
-            self.playing_out = None
-            played = playing.played_ms()
-            truncate(playing, played)
-            await self._host.send(events.item_truncated(item_id=playing.item.id, audio_end_ms=int(played)))
+    @property
+    def paused(self) -> bool:
+        return self._valve.held
+
+    def pause(self) -> None:
+        """Speech may be starting over the answer: send nothing more until :meth:`resume` or
+        :meth:`barge_in`. Synchronous: the input pipeline calls it on the first voiced frame."""
+        self._valve.hold()
+
+    def resume(self) -> None:
+        """It was not an interruption: the answer goes on where it paused."""
+        self._valve.release()
+
+    def barge_in(self) -> dict[str, Any] | None:
+        """The user interrupts the assistant: stop the answer, or cut one still playing on the
+        client at what was heard. Synchronous: the response's own task sends its ``response.done``;
+        the ``conversation.item.truncated`` of an answer cut while playing out is returned, to be
+        sent in order with the user's turn events."""
+        interrupted = self.interrupt("turn_detected")
+        self._valve.release()  # the interrupted answer's frames are stale already (gate closed)
         self._host.input.set_interrupt_guard(None)
+        if interrupted or (playing := self.playing_out) is None:
+            return None
+        self.playing_out = None
+        played = playing.played_ms()
+        truncate(playing, played)
+        return events.item_truncated(item_id=playing.item.id, audio_end_ms=int(played))
 
     # -- running ----------------------------------------------------------------------
     async def _prepare_and_run(self, response: AssistantResponse, after: list[asyncio.Task[Any]],
@@ -234,7 +260,8 @@ class Responder:
                              filler_text=filler(self._language()))
         response.runner = ResponseRunner(plan=plan, engines=host.engines, handle=response.handle, gate=self._gate,
                                          send_event=host.send, send_audio=host.send_audio_bytes,
-                                         timeline=response.timeline, tools=response.tool_calls)
+                                         timeline=response.timeline, tools=response.tool_calls,
+                                         valve=self._valve)
         response.timeline.mark("prompt_ready")
         await response.runner.run()
 
@@ -350,6 +377,7 @@ class Responder:
 
     def close(self) -> None:
         self._gate.close()
+        self._valve.release()
 
 
 def truncate(response: AssistantResponse, played_ms: float) -> None:

@@ -31,6 +31,7 @@ from server.latency import TurnTimeline
 from server.stage_executor import StageTimeout, run_with_deadline
 from streaming.audio_frames import FrameSplitter, int16_to_bytes, resample_once
 from streaming.closable_queue import ClosableQueue, QueueClosed
+from streaming.output_valve import OutputValve
 from streaming.playout_clock import PlayoutClock
 from streaming.sentence_chunker import SentenceChunker
 from streaming.speakable_text import SpeakableFilter
@@ -119,7 +120,8 @@ class ResponseOutcome:
 class ResponseRunner:
     def __init__(self, *, plan: ResponsePlan, engines: Engines, handle: SpeechHandle, gate: GenerationGate,
                  send_event: SendEvent, send_audio: SendAudio, timeline: TurnTimeline,
-                 tools: ToolHooks | None = None) -> None:
+                 tools: ToolHooks | None = None, valve: OutputValve | None = None) -> None:
+        """``valve``: held while a barge-in is judged; the sender sends nothing while it is."""
         self.plan = plan
         self._engines = engines
         self.handle = handle
@@ -128,6 +130,7 @@ class ResponseRunner:
         self._send_audio = send_audio
         self.timeline = timeline
         self._tools = tools
+        self._valve = valve or OutputValve()
         self.outcome = ResponseOutcome(clock=PlayoutClock(max_lead_ms=plan.max_lead_ms))
 
     @property
@@ -308,6 +311,7 @@ class ResponseRunner:
         clock = self.outcome.clock
         assert clock is not None
         while (item := await audio_queue.get()) is not None:
+            await self._valve.wait_open()  # paused over a possible barge-in: the item waits here
             if not self._gate.is_current(self.handle.generation):
                 return
             if isinstance(item, _ChunkStart):
@@ -317,8 +321,9 @@ class ResponseRunner:
                     response_id=self.plan.response_id, item_id=self.plan.item_id,
                     delta=self.outcome.spoken.full_text()[before:]))
                 continue
-            if (delay := clock.delay_before_send_s()) > 0:
+            while (delay := clock.delay_before_send_s()) > 0 or self._valve.held:
                 await asyncio.sleep(delay)
+                await self._valve.wait_open()  # held during the sleep: not one more frame until released
             if not self._gate.is_current(self.handle.generation):
                 return
             duration_ms = len(item) * 1000 / self.plan.output_rate_hz

@@ -2,13 +2,17 @@
 
 :class:`AudioInput` calls these hooks as the VAD and the turn detector decide:
 
-- ``on_speech_started``: a new user item; a barge-in if the assistant is talking
-  (:meth:`Responder.barge_in`, which never waits);
+- ``on_speech_onset`` / ``on_onset_withdrawn``: speech may be starting over an
+  answer: pause it now, and judge later (:mod:`server.interruptions`);
+- ``on_speech_started``: a new user item; over an answer, a turn held until it is
+  judged an interruption (then the answer is cancelled: :meth:`Responder.barge_in`,
+  which never waits) or not (then the answer resumes and the turn is dropped);
 - ``on_speech_stopped``: speculative recognition starts on the turn so far, so
   Whisper overlaps the end-of-turn decision;
 - ``on_utterance``: the turn is over: commit it, take the transcript (the
   speculative one when the audio did not change), then answer unless it was
-  only a backchannel ("uh-huh", "嗯") said over the answer.
+  only a backchannel ("uh-huh", "嗯") said over the answer. A held turn is
+  judged on its transcript before it becomes an item at all.
 """
 
 from __future__ import annotations
@@ -24,18 +28,19 @@ from models.interfaces import MODEL_SAMPLE_RATE_HZ, Transcript
 from models.language_router import detect_language
 from server import events
 from server.apologies import apology
-from server.audio_input import Utterance
+from server.audio_input import AudioInput, Utterance
 from server.config import Config
 from server.conversation import ConversationItem
 from server.engines import Engines
 from server.ids import new_id
+from server.interruptions import Interruptions
 from server.latency import TurnTimeline
 from server.partial_transcripts import PartialTranscripts
 from server.responder import Responder
 from server.session_settings import SessionSettings
 from server.session_thinking import SessionThinking
 from server.stage_executor import run_with_deadline
-from streaming.barge_in import BargeInPolicy
+from streaming.barge_in import BargeInPolicy, InterruptionParams, SpeechLasted, Verdict, WordsHeard
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +53,7 @@ class TurnHost(Protocol):
     settings: SessionSettings
     thinking: SessionThinking
     responses: Responder
+    input: AudioInput
 
     @property
     def closed(self) -> bool: ...
@@ -63,7 +69,10 @@ class UserTurns:
     def __init__(self, host: TurnHost, *, partials: PartialTranscripts | None) -> None:
         self._host = host
         self._partials = partials
-        self._barge_in = BargeInPolicy()
+        audio = host.config.audio
+        self._barge_in = BargeInPolicy(params=InterruptionParams(
+            confirm_speech_ms=audio.barge_in_confirm_speech_ms, max_pause_ms=audio.barge_in_max_pause_ms))
+        self._interruptions = Interruptions(host, policy=self._barge_in)
         self._speech_item_id: str | None = None
         self._spoke_over_answer = False
         self._early: tuple[int, asyncio.Task[Transcript]] | None = None
@@ -82,17 +91,32 @@ class UserTurns:
         return "zh" if detect_language(text) == "zh" else self.user_language() or "en"
 
     # -- InputHooks -------------------------------------------------------------------
+    def _interrupts(self) -> bool:
+        td = self._host.settings.turn_detection
+        return td is not None and td.interrupt_response
+
+    def on_speech_onset(self) -> None:
+        if self._interrupts():
+            self._interruptions.onset()
+
+    def on_onset_withdrawn(self) -> None:
+        self._interruptions.withdrawn()
+
     async def on_speech_started(self, audio_start_ms: int) -> None:
         host = self._host
         self._speech_item_id = new_id("item")
-        host.thinking.user_started_speaking()
         self._spoke_over_answer = host.responses.audible
-        await host.send(events.speech_started(audio_start_ms=audio_start_ms, item_id=self._speech_item_id))
+        started = events.speech_started(audio_start_ms=audio_start_ms, item_id=self._speech_item_id)
+        if self._interrupts():
+            self._interruptions.onset()  # an answer that became audible since the onset pauses too
+            if self._interruptions.hold_turn(self._speech_item_id, started):
+                return  # over an answer: judged before the client hears of it (server/interruptions.py)
+        host.thinking.user_started_speaking()
+        await self._interruptions.send(started)
         if self._partials is not None and self._wants_partials(self._partials.language):
             self._partials.start(self._speech_item_id)
-        td = host.settings.turn_detection
-        if td is not None and td.interrupt_response:
-            await host.responses.barge_in()
+        if self._interrupts() and (truncated := host.responses.barge_in()) is not None:
+            await self._interruptions.send(truncated)
 
     def _wants_partials(self, language: str) -> bool:
         """Previews only when transcripts are on and the user likely speaks the preview recogniser's language."""
@@ -108,10 +132,15 @@ class UserTurns:
     def on_turn_audio(self, audio: np.ndarray) -> None:
         if self._partials is not None:
             self._partials.feed(audio)
+        if self._interruptions.holds_turn():
+            self._interruptions.observe(SpeechLasted(self._host.input.speech_ms))
 
     async def on_speech_stopped(self, audio_end_ms: int, audio: np.ndarray) -> None:
-        await self._host.send(events.speech_stopped(audio_end_ms=audio_end_ms,
-                                                    item_id=self._speech_item_id or new_id("item")))
+        item_id = self._speech_item_id or new_id("item")
+        stopped = events.speech_stopped(audio_end_ms=audio_end_ms, item_id=item_id)
+        held = self._interruptions.holds_turn(item_id)
+        if not held:
+            await self._interruptions.send(stopped)
         # The turn usually ends on exactly this audio, so decoding it now overlaps Whisper with the
         # end-of-turn decision. If the user goes on, the result is dropped. A streaming ASR that
         # made the previews already has the turn decoded: nothing to start.
@@ -121,14 +150,48 @@ class UserTurns:
         task = self._host.spawn(self._recognise(audio), name="early-asr")
         if task is not None:
             self._early = (len(audio), task)
+        if held:  # its words, known before the turn end, judge the paused answer
+            self._interruptions.hold_event(stopped, words_pending=task is not None)
+            if task is not None:
+                task.add_done_callback(lambda done: self._judge_early_words(item_id, done))
+
+    def _judge_early_words(self, item_id: str, task: asyncio.Task[Transcript]) -> None:
+        if task.cancelled() or task.exception() is not None or not self._interruptions.holds_turn(item_id):
+            return  # a failed decode leaves the verdict to the turn's own transcript
+        self._interruptions.observe(WordsHeard(task.result().text))
 
     async def on_utterance(self, utterance: Utterance) -> None:
         td = self._host.settings.turn_detection
-        await self.commit(utterance, respond=td is not None and td.create_response)
+        respond = td is not None and td.create_response
+        if self._interruptions.holds_turn(self._speech_item_id):
+            item_id, self._speech_item_id = self._speech_item_id, None
+            assert item_id is not None
+            self._host.spawn(self._judge_held_turn(item_id, utterance, respond=respond), name=f"judge-{item_id}")
+            return
+        await self.commit(utterance, respond=respond)
+
+    async def _judge_held_turn(self, item_id: str, utterance: Utterance, *, respond: bool) -> None:
+        """A turn said over an answer ended before it was judged: its words decide. A backchannel
+        or no words at all: the answer resumes and the turn leaves no trace. Words: the answer
+        is cancelled and the turn goes on as any other, with the transcript already known."""
+        try:
+            transcript: Transcript | None = await self._transcript_of(utterance, None)
+        except Exception:  # noqa: BLE001 (the commit below reports the failure)
+            log.exception("transcription of a turn said over the answer failed")
+            transcript = None
+        if self._interruptions.holds_turn(item_id):
+            if transcript is None:
+                self._interruptions.confirm("no transcript")
+            elif self._interruptions.observe(WordsHeard(transcript.text)) is Verdict.RESUME:
+                log.info("%r said over the answer: not an interruption", transcript.text)
+                self._interruptions.drop_turn()
+                return
+        await self.commit(utterance, respond=respond, item_id=item_id, transcript=transcript)
 
     # -- turns ------------------------------------------------------------------------
     def clear(self) -> None:
         """``input_audio_buffer.clear``: the turn in progress is dropped."""
+        self._interruptions.drop_turn()
         self._discard_early()
         if self._partials is not None and self._speech_item_id is not None:
             self._partials.finish(self._speech_item_id)
@@ -141,23 +204,31 @@ class UserTurns:
         timeline, self._uncommitted = self._uncommitted, None
         return timeline
 
-    async def commit(self, utterance: Utterance, *, respond: bool) -> None:
-        """The utterance becomes a user item now; its transcript and answer follow in a task."""
+    async def commit(self, utterance: Utterance, *, respond: bool, item_id: str | None = None,
+                     transcript: Transcript | None = None) -> None:
+        """The utterance becomes a user item now; its transcript and answer follow in a task.
+
+        ``item_id`` and ``transcript``: a held turn's, judged after its end (a new turn may have begun)."""
         host = self._host
-        item = ConversationItem(id=self._speech_item_id or new_id("item"), role="user", content_type="input_audio",
-                                text=None, status="completed")
-        self._speech_item_id = None
-        during_answer, self._spoke_over_answer = self._spoke_over_answer, False
+        if item_id is None:
+            if self._interruptions.holds_turn(self._speech_item_id):  # a client commit: the user means it
+                self._interruptions.confirm("input_audio_buffer.commit")
+            item_id, self._speech_item_id = self._speech_item_id or new_id("item"), None
+        item = ConversationItem(id=item_id, role="user", content_type="input_audio", text=None, status="completed")
+        if transcript is None:
+            during_answer, self._spoke_over_answer = self._spoke_over_answer, False
+        else:
+            during_answer = True  # a held turn: said over an answer (the flag may be a newer turn's)
         preview = self._partials.finish(item.id, want_final=True) if self._partials is not None else None
         previous = await host.add_item(item)
-        await host.send(events.buffer_committed(item_id=item.id, previous_item_id=previous))
-        await host.send(events.item_added(item.to_wire(), previous_item_id=previous))
+        await self._interruptions.send(events.buffer_committed(item_id=item.id, previous_item_id=previous))
+        await self._interruptions.send(events.item_added(item.to_wire(), previous_item_id=previous))
         timeline = TurnTimeline()
         if utterance.speech_end_at is not None:
             timeline.mark("speech_end", utterance.speech_end_at)
         timeline.mark("turn_end", utterance.turn_end_at)
         task = host.spawn(self._transcribe_and_answer(item, previous, utterance, timeline, respond=respond,
-                                                      during_answer=during_answer,
+                                                      during_answer=during_answer, known=transcript,
                                                       previewed=preview is not None and preview.sent_deltas,
                                                       streamed=preview.transcript if preview else None),
                           name=f"turn-{item.id}")
@@ -201,7 +272,8 @@ class UserTurns:
 
     async def _transcribe_and_answer(self, item: ConversationItem, previous: str | None, utterance: Utterance,
                                      timeline: TurnTimeline, *, respond: bool, during_answer: bool,
-                                     previewed: bool, streamed: asyncio.Task[Transcript] | None) -> None:
+                                     previewed: bool, streamed: asyncio.Task[Transcript] | None,
+                                     known: Transcript | None = None) -> None:
         """Whisper's transcript is final: ``completed`` carries it and replaces any live preview.
 
         Clients concatenate deltas, so Whisper's text goes out as one more delta only when no
@@ -210,7 +282,7 @@ class UserTurns:
         """
         host = self._host
         try:
-            transcript = await self._transcript_of(utterance, streamed)
+            transcript = known if known is not None else await self._transcript_of(utterance, streamed)
         except Exception as exc:  # the engine failed; the session goes on
             log.exception("transcription failed")
             await host.send(events.transcription_failed(item_id=item.id, message=str(exc)))
@@ -238,6 +310,7 @@ class UserTurns:
         await host.responses.create(timeline, replace_reason="turn_detected")
 
     async def aclose(self) -> None:
+        self._interruptions.close()
         self._discard_early()
         if self._partials is not None:
             await self._partials.aclose()

@@ -1,36 +1,120 @@
-"""Decides whether the user's words during an answer ask for a new one.
+"""Decides whether speech over an answer interrupts it: "pause first, decide later".
 
-Coughs, door slams and "mm-hm" are short; a real interruption keeps going. The
-length rule lives in the VAD gate (``audio.barge_in_min_speech_ms`` raises its
-start time while the assistant talks); this policy is the word rule: a turn
-whose whole transcript is a backchannel never starts a new answer.
+At the first voiced frame the answer pauses (its sender holds its frames); this
+module judges what follows. Coughs, door slams and "mm-hm" are short or have no
+words; a real interruption keeps going or says something. The verdict is
+:attr:`Verdict.CONFIRM` (cancel the answer and cut it at what was heard),
+:attr:`Verdict.RESUME` (a false interruption: the answer goes on where it paused)
+or :attr:`Verdict.WAIT` (not known yet). A pause never outlives
+``max_pause_ms``: then it is confirmed, so an answer cannot hang paused.
+
+The word rule also stands alone: a turn whose whole transcript is a backchannel
+never starts a new answer.
 """
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass
 
 DEFAULT_BACKCHANNELS: frozenset[str] = frozenset(
     {
-        "mm", "mmm", "mm hm", "mm hmm", "mhm", "uh huh", "uh-huh", "hmm", "hm", "ok", "okay", "yeah",
-        "yes", "yep", "right", "sure", "i see", "got it", "uh", "um", "ah", "oh",
-        "嗯", "嗯嗯", "哦", "噢", "对", "对对", "好", "好的", "是", "是的", "啊", "嗯哼",
+        "mm", "mmm", "mm hm", "mm hmm", "mhm", "mhmm", "uh huh", "uh-huh", "uh hum", "hmm", "hm", "ok", "okay",
+        "yeah", "yes", "yep", "yup", "ya", "right", "sure", "i see", "got it", "uh", "um", "ah", "oh", "aha",
+        "alright", "all right", "cool", "nice", "i know", "exactly", "true", "wow", "really", "go on",
+        "嗯", "嗯嗯", "哦", "噢", "喔", "对", "对对", "对的", "好", "好的", "好吧", "是", "是的", "啊", "嗯哼",
+        "哦哦", "行", "没错", "明白", "知道了", "懂了", "然后呢", "真的吗", "哇",
     }
 )
 _PUNCT = re.compile(r"[^\w\s'-]+", re.UNICODE)
+_CJK = re.compile(r"[\u3400-\u9fff]")
+MAX_BACKCHANNEL_UNITS = 6
+""""yeah yeah yeah", "嗯嗯对对": a run of backchannels is one; a longer run is talk."""
 
 
 def normalize_utterance(text: str) -> str:
     return " ".join(_PUNCT.sub(" ", text.lower()).replace("-", " ").split())
 
 
+def _covered(seq: list[str], units: frozenset[tuple[str, ...]]) -> bool:
+    """Whether ``seq`` is a concatenation of at most MAX_BACKCHANNEL_UNITS ``units`` (a small DP)."""
+    longest = max((len(u) for u in units), default=0)
+    best: list[int | None] = [0] + [None] * len(seq)  # fewest units covering seq[:i]
+    for i in range(1, len(seq) + 1):
+        for n in range(1, min(longest, i) + 1):
+            before = best[i - n]
+            if before is not None and tuple(seq[i - n:i]) in units and (best[i] is None or before + 1 < best[i]):
+                best[i] = before + 1
+    return best[-1] is not None and best[-1] <= MAX_BACKCHANNEL_UNITS
+
+
+class Verdict(enum.Enum):
+    WAIT = "wait"
+    CONFIRM = "confirm"
+    RESUME = "resume"
+
+
+@dataclass(frozen=True, slots=True)
+class InterruptionParams:
+    confirm_speech_ms: int = 1200
+    """Speech this long over an answer interrupts it whatever its words: longer than any
+    backchannel, even a slow "嗯——" (about 0.6-1 s)."""
+    max_pause_ms: int = 3000
+    """A paused answer is cancelled after this, whatever is still unknown (a slow recogniser)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OnsetWithdrawn:
+    """The voiced run ended before it became a turn."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechLasted:
+    speech_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class WordsHeard:
+    """A transcript of the speech so far (the turn's own when it has ended)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class PauseExpired:
+    """``max_pause_ms`` since the answer paused."""
+
+
+Evidence = OnsetWithdrawn | SpeechLasted | WordsHeard | PauseExpired
+
+
 @dataclass(frozen=True, slots=True)
 class BargeInPolicy:
     backchannels: frozenset[str] = DEFAULT_BACKCHANNELS
+    params: InterruptionParams = InterruptionParams()
 
     def is_backchannel(self, transcript: str) -> bool:
         norm = normalize_utterance(transcript)
         if not norm:
             return True
-        return norm in self.backchannels or norm.replace(" ", "") in self.backchannels
+        compact = norm.replace(" ", "")
+        if norm in self.backchannels or compact in self.backchannels:
+            return True
+        if _CJK.search(compact):  # Mandarin has no spaces: "嗯嗯对对" is made of characters
+            return _covered(list(compact), frozenset(tuple(b) for b in self.backchannels if _CJK.search(b)))
+        return _covered(norm.split(), frozenset(tuple(b.split()) for b in self.backchannels))
+
+    def judge(self, evidence: Evidence, *, turn_started: bool) -> Verdict:
+        """The verdict on a paused answer, given one new piece of evidence (pure, synchronous)."""
+        match evidence:
+            case OnsetWithdrawn():
+                # A click before any turn: nothing was said. Once a turn began, its words decide.
+                return Verdict.WAIT if turn_started else Verdict.RESUME
+            case SpeechLasted(speech_ms=ms):
+                return Verdict.CONFIRM if ms >= self.params.confirm_speech_ms else Verdict.WAIT
+            case WordsHeard(text=text):
+                return Verdict.RESUME if self.is_backchannel(text) else Verdict.CONFIRM
+            case PauseExpired():
+                return Verdict.CONFIRM
+        raise TypeError(f"not evidence: {evidence!r}")

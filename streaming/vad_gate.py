@@ -32,6 +32,22 @@ class VADParams:
 
 
 @dataclass(frozen=True, slots=True)
+class SpeechOnset:
+    """The first voiced frame after quiet: speech may be starting, not yet confirmed (``start_ms``).
+
+    A barge-in pauses the answer here, long before the start is confirmed."""
+
+    audio_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class OnsetWithdrawn:
+    """The voiced run ended before ``start_ms``: a click or a cough, not a turn."""
+
+    audio_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class SpeechStarted:
     audio_start_ms: int
 
@@ -41,7 +57,7 @@ class SpeechStopped:
     audio_end_ms: int
 
 
-VADEvent = SpeechStarted | SpeechStopped
+VADEvent = SpeechOnset | OnsetWithdrawn | SpeechStarted | SpeechStopped
 
 
 @dataclass(slots=True)
@@ -88,6 +104,7 @@ class VADGate:
             case VADState.QUIET:
                 if voiced:
                     self.state, self._run_ms, self._pending = VADState.STARTING, self.frame_ms, [frame]
+                    update.events.append(SpeechOnset(audio_ms=self._position_ms - self.frame_ms))
                     self._confirm_start_if_long_enough(update)
                 else:
                     self._preroll.append(frame)
@@ -96,6 +113,7 @@ class VADGate:
                     self._preroll.extend(self._pending)
                     self._pending, self.state = [], VADState.QUIET
                     self._preroll.append(frame)
+                    update.events.append(OnsetWithdrawn(audio_ms=self._position_ms))
                 else:
                     self._pending.append(frame)
                     self._run_ms += self.frame_ms

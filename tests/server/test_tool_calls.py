@@ -138,7 +138,8 @@ async def test_a_barge_in_cancels_the_running_tool_and_its_answer():
                                             server_tools="search_knowledge_base", modality="audio")
     await session.handle_text(json.dumps({"type": "response.create"}))
     await _until(sent, "response.output_audio.delta")  # the filler plays
-    await session.turns.on_speech_started(0)  # the user talks over it
+    # The user talks over it, and the barge-in is confirmed (server/interruptions.py decides when).
+    session.responses.barge_in()
     done = (await _until(sent, "response.done"))["response"]
     await asyncio.wait_for(cancelled.wait(), 2)
     await _close(session, engines)

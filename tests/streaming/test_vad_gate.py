@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from streaming.vad_gate import SpeechStarted, SpeechStopped, VADGate, VADParams, VADState
+from streaming.vad_gate import (
+    OnsetWithdrawn,
+    SpeechOnset,
+    SpeechStarted,
+    SpeechStopped,
+    VADGate,
+    VADParams,
+    VADState,
+)
 
 FRAME_MS = 32
 FRAME = 512
@@ -13,11 +21,12 @@ def frames_for(probs):
     return [(np.full(FRAME, i, dtype=np.float32), p) for i, p in enumerate(probs)]
 
 
-def run(gate, probs):
+def run(gate, probs, *, onsets=False):
+    """Events (without the onset signals unless ``onsets``) and the turn audio."""
     events, audio = [], []
     for frame, p in frames_for(probs):
         update = gate.push(frame, p)
-        events.extend(update.events)
+        events.extend(e for e in update.events if onsets or not isinstance(e, (SpeechOnset, OnsetWithdrawn)))
         audio.extend(update.speech_audio)
     return events, audio
 
@@ -43,6 +52,25 @@ def test_short_blip_starts_nothing():
     events, audio = run(gate(), [0.0] * 5 + [0.9, 0.9] + [0.0] * 20)
     assert events == []
     assert audio == []
+
+
+def test_onset_comes_at_the_first_voiced_frame_and_is_withdrawn_by_a_blip():
+    events, _ = run(gate(), [0.0] * 5 + [0.9, 0.9] + [0.0] * 20, onsets=True)
+    assert events == [SpeechOnset(audio_ms=5 * FRAME_MS), OnsetWithdrawn(audio_ms=8 * FRAME_MS)]
+
+
+def test_onset_precedes_the_confirmed_start_and_is_not_withdrawn():
+    g = gate()
+    g.start_ms = 400  # the barge-in guard: the onset comes 400 ms before the start
+    events, _ = run(g, [0.0] * 3 + [0.9] * 20 + [0.0] * 12, onsets=True)
+    assert [type(e) for e in events] == [SpeechOnset, SpeechStarted, SpeechStopped]
+    assert events[0] == SpeechOnset(audio_ms=3 * FRAME_MS)
+
+
+def test_a_dip_inside_speech_is_no_new_onset():
+    probs = [0.9] * 10 + [0.1] * 5 + [0.9] * 10 + [0.0] * 12
+    events, _ = run(gate(), probs, onsets=True)
+    assert [type(e) for e in events] == [SpeechOnset, SpeechStarted, SpeechStopped]
 
 
 def test_short_pause_inside_speech_does_not_stop():

@@ -133,6 +133,12 @@ class GenerationParams:
     """A LoRA adapter served beside the base model (vLLM); a persona names its own."""
     tools: tuple[ToolSpec, ...] = ()
     tool_choice: Literal["auto", "none", "required"] = "auto"
+    conversation: str | None = None
+    """Who asks (the session id). An engine with per-slot prompt caches (llama-server) keeps one
+    conversation on one slot, so its growing prompt is read once, not every turn; others ignore it."""
+    purpose: Literal["answer", "background"] = "answer"
+    """'background': work nobody is waiting for (a history summary). llama-server serves it on a
+    slot of its own, so it neither queues in front of an answer nor evicts a conversation's cache."""
 
 
 class ChatModel(Protocol):

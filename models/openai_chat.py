@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,8 +95,11 @@ class OpenAIChatModel:
             self._session = aiohttp.ClientSession(timeout=timeout)
         return self._session
 
-    async def stream_chat(self, messages: Sequence[ChatMessage],
-                          params: GenerationParams) -> AsyncIterator[str | ToolCall]:
+    async def stream_chat(self, messages: Sequence[ChatMessage], params: GenerationParams, *,
+                          base_url: str | None = None,
+                          extra_body: Mapping[str, Any] | None = None) -> AsyncIterator[str | ToolCall]:
+        """``base_url`` and ``extra_body`` (server-specific fields such as llama-server's ``id_slot``)
+        are for a wrapper that knows its server (models/llama_server_chat.py)."""
         headers = {"Authorization": f"Bearer {self.params.api_key}"} if self.params.api_key else {}
         body: dict[str, Any] = {
             "model": params.adapter or self.params.model,  # vLLM serves each LoRA adapter under its own name
@@ -107,10 +110,12 @@ class OpenAIChatModel:
         }
         if params.tools:
             body |= {"tools": tool_payload(params.tools), "tool_choice": params.tool_choice}
+        if extra_body:
+            body |= extra_body
         offered = [t.name for t in params.tools] if params.tool_choice != "none" else []
         streamed = StreamedToolCalls()
         in_text = TextToolCalls(offered=offered)
-        url = self.params.base_url.rstrip("/") + "/chat/completions"
+        url = (base_url or self.params.base_url).rstrip("/") + "/chat/completions"
         async with self._client().post(url, json=body, headers=headers) as response:
             if response.status != 200:
                 detail = (await response.text())[:500]

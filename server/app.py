@@ -268,9 +268,13 @@ async def personas_handler(request: web.Request) -> web.Response:
 
 
 async def ready_handler(request: web.Request) -> web.Response:
-    """Models are loaded before the app serves, so serving means ready, until shutdown starts."""
+    """Models are loaded before the app serves; an engine in a child process (llama-server) is
+    ready once its own health check passes, and not while it restarts after a crash."""
     if request.app[LIFECYCLE_KEY].shutting_down:
         return web.json_response({"status": "shutting down"}, status=503)
+    engines = request.app[ENGINES_KEY]
+    if engines is not None and not engines.ready:
+        return web.json_response({"status": "starting engines"}, status=503)
     return web.json_response({"status": "ready", "sessions": len(request.app[SESSIONS_KEY])})
 
 
@@ -320,6 +324,13 @@ async def _close_thinking(app: web.Application) -> None:
     await app[THINKING_KEY].aclose()
 
 
+async def _start_engines(app: web.Application) -> None:
+    """Starts the engines that run beside the server (llama-server); /readyz waits for them."""
+    engines = app[ENGINES_KEY]
+    if engines is not None:
+        await engines.astart()
+
+
 async def _close_engines(app: web.Application) -> None:
     """After the sessions (on_shutdown) and the thinking services: the vLLM engine, the CosyVoice
     worker process, HTTP clients and the stage executors."""
@@ -356,6 +367,7 @@ def create_app(config: Config, engines: Engines, thinking: ThinkingServices | No
                 app.router.add_get(route, _page_handler(static / page))
         app.router.add_static("/static/", static)
         app.on_response_prepare.append(_allow_cross_origin_assets)
+    app.on_startup.append(_start_engines)
     app.on_shutdown.append(_drain_and_close)
     app.on_cleanup.append(_close_thinking)
     app.on_cleanup.append(_close_engines)

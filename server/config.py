@@ -101,12 +101,22 @@ class ModelsSection:
     """Live preview transcripts while the user speaks; the ASR's transcript stays the final one.
     'auto': the ASR's own when it streams (sherpa), else PocketSphinx (English only)."""
     llm: Literal["qwen2.5-0.5b", "smollm2-135m", "openai", "vllm"] = "qwen2.5-0.5b"
-    """Embedded GGUFs on llama.cpp; 'openai': any OpenAI-compatible server (a vLLM server:
+    """Embedded GGUFs on llama.cpp (``llm_engine``); 'openai': any OpenAI-compatible server (a vLLM server:
     ``llm_base_url``, ``llm_model``); 'vllm': vLLM in this process (section ``[vllm]``)."""
     llm_base_url: str = ""
     llm_model: str = ""
     llm_api_key: str = ""
     llm_context_tokens: int = 4096
+    """Per conversation: each llama-server slot gets this many tokens of context."""
+    llm_engine: Literal["server", "in_process"] = "server"
+    """How the embedded GGUFs run. 'server': llama.cpp's own server (``llama-server``, built by
+    scripts/setup.sh) as a managed child process behind the same OpenAI-compatible adapter as
+    vLLM, one slot and prompt cache per conversation, several answers at once; 'in_process':
+    llama-cpp-python in this process, one context serving sessions in turn."""
+    llm_server_binary: str = "var/bin/llama-server"
+    llm_server_slots: int = 4
+    """Conversations llama-server serves at once, each on its own prompt cache; one more slot is
+    kept for background summaries. More sessions than slots share slots (and re-read prompts)."""
     tts: Literal["embedded", "cosyvoice"] = "embedded"
     """'embedded': Piper (English) and Kokoro (Mandarin) on the CPU; 'cosyvoice': section ``[cosyvoice]``."""
     tts_zh: Literal["kokoro", "none"] = "kokoro"
@@ -191,6 +201,11 @@ class AudioSection:
     prefix_padding_ms: int = 300
     silence_duration_ms: int = 500
     barge_in_min_speech_ms: int = 400
+    """Speech over an answer must last this long to become a user turn (the answer pauses at once)."""
+    barge_in_confirm_speech_ms: int = 1200
+    """Speech over an answer this long interrupts it whatever its words (longer than a backchannel)."""
+    barge_in_max_pause_ms: int = 3000
+    """An answer paused over possible speech is cancelled after this if nothing resumed it."""
     max_turn_secs: int = 30
     """A turn longer than this is cut and answered (Whisper's window is 30 s)."""
 
@@ -201,11 +216,6 @@ class MemorySection:
 
     path: str = "var/memory.sqlite"
     """The SQLite file holding every user's facts and conversation summaries."""
-    """Speech over an answer must last this long to become a user turn (the answer pauses at once)."""
-    barge_in_confirm_speech_ms: int = 1200
-    """Speech over an answer this long interrupts it whatever its words (longer than a backchannel)."""
-    barge_in_max_pause_ms: int = 3000
-    """An answer paused over possible speech is cancelled after this if nothing resumed it."""
     enabled: bool = True
     max_facts_per_user: int = 200
     """Beyond this the oldest facts are forgotten."""

@@ -72,6 +72,18 @@ class Engines:
 
     _closed: bool = field(default=False, init=False, repr=False)
 
+    async def astart(self) -> None:
+        """On the event loop, before serving: starts engines that run beside it (the managed
+        llama-server child). Returns at once; :attr:`ready` says when they can take work."""
+        for engine in (self.llm, self.tts, self.asr):
+            if inspect.iscoroutinefunction(starter := getattr(engine, "astart", None)):
+                await starter()
+
+    @property
+    def ready(self) -> bool:
+        """False while an engine that runs beside the server starts or restarts after a crash."""
+        return all(getattr(engine, "ready", True) for engine in (self.llm, self.tts, self.asr))
+
     async def aclose(self) -> None:
         """Server shutdown, after the sessions are closed: cancels the executors' queued jobs, then
         closes every engine that holds more than memory (vLLM's engine and its processes, the
@@ -125,12 +137,31 @@ def _load_llm(config: Config, model_dir: Path, executors: Executors) -> ChatMode
         return VLLMChatModel(VLLMParams(model=v.model, adapters=parse_adapters(v.lora_adapters),
                                         gpu_memory_utilization=v.gpu_memory_utilization,
                                         max_model_len=v.max_model_len), executor=executors.llm)
-    from models.llama_chat import LlamaChatModel, LlamaParams
-
     spec = embedded_store.QWEN_05B if m.llm == "qwen2.5-0.5b" else embedded_store.SMOLLM2_135M
     path = embedded_store.ensure_model(spec, model_dir) / "model.gguf"
+    if m.llm_engine == "server":
+        return _load_llama_server(config, path)
+    from models.llama_chat import LlamaChatModel, LlamaParams
+
     params = LlamaParams(context_tokens=m.llm_context_tokens, threads=m.inference_threads)
     return LlamaChatModel(model_path=path, params=params, executor=executors.llm)
+
+
+def _load_llama_server(config: Config, model_path: Path) -> ChatModel:
+    """The embedded GGUF on a llama-server child process; it starts with the event loop (Engines.astart)."""
+    from models.llama_server_chat import LlamaServerChatModel, LlamaServerChatParams
+    from models.llama_server_process import LlamaServerError, LlamaServerParams
+
+    m = config.models
+    if m.llm_server_slots < 1:
+        raise ConfigError("models.llm_server_slots must be at least 1")
+    server = LlamaServerParams(binary=Path(m.llm_server_binary), model_path=model_path,
+                               slots=m.llm_server_slots + 1,  # + one for background summaries
+                               context_tokens_per_slot=m.llm_context_tokens, threads=m.inference_threads)
+    try:
+        return LlamaServerChatModel(server=server, params=LlamaServerChatParams(model_name=m.llm))
+    except LlamaServerError as exc:
+        raise ConfigError(f"models.llm_engine = 'server': {exc}") from exc
 
 
 def _load_cosyvoice(config: Config) -> SpeechSynthesizer:

@@ -31,6 +31,8 @@ class ResponseRequest:
     speed: float
     binary_audio: bool
     adapter: str | None
+    conversation: str
+    """The session's id: a llama-server keeps one conversation's prompt cached on one slot."""
 
     @property
     def speaks(self) -> bool:
@@ -48,6 +50,7 @@ class ResponseRequest:
             output_rate_hz=settings.output_rate_hz, voice=settings.voice, speed=settings.speed,
             binary_audio=settings.binary_audio,
             adapter=settings.llm_adapter or config.assistant.llm_adapter or None,
+            conversation=settings.id,
         )
 
     def to_wire(self, *, status: str, conversation_id: str, output: list[dict[str, Any]],
@@ -79,7 +82,8 @@ def plan_response(request: ResponseRequest, *, config: Config, tools: ToolChoice
         response_id=request.response_id, item_id=request.item_id, messages=messages,
         generation=GenerationParams(max_tokens=request.max_tokens, temperature=assistant.temperature,
                                     adapter=request.adapter, tools=(*tools.server_tools, *tools.client_tools),
-                                    tool_choice=tools.tool_choice if tools.client_tools else "auto"),
+                                    tool_choice=tools.tool_choice if tools.client_tools else "auto",
+                                    conversation=request.conversation),
         modalities=request.modalities, output_rate_hz=request.output_rate_hz, voice=request.voice,
         speed=request.speed, frame_ms=config.audio.output_frame_ms, max_lead_ms=config.audio.max_lead_ms,
         binary_audio=request.binary_audio,

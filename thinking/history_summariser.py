@@ -119,7 +119,9 @@ async def summarise(
     generation and frees the model for the conversation.
     """
     prompt = summary_prompt(messages, previous=previous, params=params)
-    generation = GenerationParams(max_tokens=params.max_output_tokens, temperature=params.temperature)
+    # background: on llama-server a slot of its own, apart from every conversation's prompt cache
+    generation = GenerationParams(max_tokens=params.max_output_tokens, temperature=params.temperature,
+                                  purpose="background")
     parts: list[str] = []
     async with asyncio.timeout(params.timeout_s):
         async with aclosing(llm.stream_chat(prompt, generation)) as stream:  # type: ignore[type-var]

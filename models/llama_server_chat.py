@@ -1,0 +1,69 @@
+"""The embedded chat model: a managed ``llama-server`` behind the OpenAI-compatible adapter.
+
+The requests go through :class:`models.openai_chat.OpenAIChatModel`, the same adapter a vLLM
+server gets, so streaming, tool calls and cancellation are one code path for the embedded
+and the production engines. What only a llama-server we run ourselves allows is added here:
+each request names its slot (``id_slot``, from :class:`models.llama_slots.SlotRouter`) with
+``cache_prompt``, so a conversation's prompt prefix stays cached on its slot.
+
+Closing the stream (barge-in, a deadline) closes the HTTP response; llama-server notices the
+closed connection and stops generating on that slot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass
+
+from models.interfaces import ChatMessage, GenerationParams, ToolCall
+from models.llama_chat import ANSWER_FROM_TOOL_RESULTS
+from models.llama_server_process import LlamaServerError, LlamaServerParams, LlamaServerProcess
+from models.llama_slots import SlotRouter
+from models.openai_chat import OpenAIChatModel, OpenAIChatParams
+
+
+@dataclass(frozen=True, slots=True)
+class LlamaServerChatParams:
+    model_name: str
+    """Reported as ``model`` in requests; llama-server serves its one model whatever the name."""
+    ready_timeout_s: float = 20.0
+    """How long a request waits for the server (starting, or restarting after a crash) before it fails."""
+    tool_result_nudge: str = ANSWER_FROM_TOOL_RESULTS
+    """As for the in-process engine (models/llama_chat.py): the same 0.5B model needs it."""
+
+
+class LlamaServerChatModel:
+    """A :class:`models.interfaces.ChatModel`; :meth:`astart` with the event loop, :meth:`aclose` at shutdown."""
+
+    def __init__(self, *, server: LlamaServerParams, params: LlamaServerChatParams) -> None:
+        self.process = LlamaServerProcess(server)
+        self.params = params
+        self.slots = SlotRouter(slots=server.slots)
+        self._chat = OpenAIChatModel(params=OpenAIChatParams(base_url="", model=params.model_name))
+
+    @property
+    def ready(self) -> bool:
+        """The server is up and healthy (``/readyz`` says not ready while it starts or restarts)."""
+        return self.process.ready
+
+    async def astart(self) -> None:
+        self.process.start()
+
+    async def aclose(self) -> None:
+        await self._chat.aclose()
+        await self.process.aclose()
+
+    async def stream_chat(self, messages: Sequence[ChatMessage],
+                          params: GenerationParams) -> AsyncIterator[str | ToolCall]:
+        try:
+            base_url = await self.process.wait_ready(self.params.ready_timeout_s)
+        except LlamaServerError as exc:
+            raise LlamaServerError(f"the LLM server is unavailable: {exc}") from None
+        if self.params.tool_result_nudge and messages and messages[-1].role == "tool":
+            messages = [*messages, ChatMessage("system", self.params.tool_result_nudge)]
+        extra = {"id_slot": self.slots.slot_for(params), "cache_prompt": True}
+        stream = self._chat.stream_chat(messages, params, base_url=base_url + "/v1", extra_body=extra)
+        async with aclosing(stream):
+            async for item in stream:
+                yield item

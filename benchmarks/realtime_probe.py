@@ -26,6 +26,17 @@ from benchmarks.false_interruptions import FalseInterruptionRecord, OverlayClip,
 from benchmarks.probe_records import BargeInRecord, ResponseTrack, TurnRecord, TurnTrack, finish_turn
 
 
+OVERLAY_UNHEARD_S = 3.0
+"""A false interruption the server has not reacted to this long after it ended went unheard."""
+OVERLAY_COMMIT_S = 4.0
+"""After the server's ``speech_stopped`` on a false interruption: the longest turn-end wait (1.5 s
+of silence when the turn model is unsure) and then some."""
+OVERLAY_TRANSCRIPT_S = 20.0
+"""The longest wait for the transcript of what the server committed of a false interruption."""
+OVERLAY_RESPONSE_S = 0.5
+"""After the clip's transcript: time for a response to it to start, if the server starts one."""
+
+
 @dataclass(frozen=True)
 class ProbeConfig:
     url: str
@@ -118,6 +129,9 @@ class SessionProbe:
         the clip are its, not a user turn's."""
         self._overlay_items: set[str] = set()
         self._overlay_start = 0.0
+        self._overlay_end = 0.0
+        self._overlay_heard_at: float | None = None
+        self._overlay_transcribed: set[str] = set()
         self._overlay_responses_before = 0
         self._response_starts: list[float] = []
         self._overlays: dict[int, OverlayClip] = {}
@@ -150,8 +164,8 @@ class SessionProbe:
             self.errors.append(event.get("error", {}))
         elif kind == "input_audio_buffer.speech_started":
             self._speech_started.append(now)
-            if self._overlay is not None:
-                self._overlay.heard = True
+            if self._overlay is not None and not self._overlay.heard:
+                self._overlay.heard, self._overlay_heard_at = True, now
         elif kind == "input_audio_buffer.speech_stopped":
             self._last_speech_stopped = now
         elif kind == "input_audio_buffer.committed":
@@ -159,6 +173,7 @@ class SessionProbe:
         elif kind == "conversation.item.input_audio_transcription.completed":
             if self._overlay is not None and event.get("item_id", "") in self._overlay_items:
                 self._overlay.heard_as = (self._overlay.heard_as + " " + event.get("transcript", "")).strip()
+                self._overlay_transcribed.add(event.get("item_id", ""))
             elif (turn := self._by_item.get(event.get("item_id", ""))) is not None:
                 turn.transcripts[event.get("item_id", "")] = event.get("transcript", "")
                 joiner = "" if turn.record.language == "zh" else " "
@@ -361,13 +376,38 @@ class SessionProbe:
             await self._follow_continuations(turn, timeout)
             return
         record.status = "played"
-        self._overlay, self._overlay_items = record, set()
+        self._overlay, self._overlay_items, self._overlay_transcribed = record, set(), set()
+        self._overlay_heard_at = None
         self._overlay_start = time.monotonic()
         self._overlay_responses_before = len(self._response_starts)
-        await mic.say(clip.pcm16(self.config.rate)).finished
+        self._overlay_end = await mic.say(clip.pcm16(self.config.rate)).finished
         await asyncio.wait_for(asyncio.shield(response.done), timeout)
 
+    async def _settle_false_interruption(self, timeout: float) -> None:
+        """Wait until the server has dealt with the clip: heard nothing for a while after it, or, if
+        it heard it, ended that speech, and transcribed what it committed of it (a new response, if
+        any, starts right after). Under load the server's VAD and recognition lag by seconds."""
+        deadline = time.monotonic() + timeout
+
+        async def until(done, limit: float) -> bool:
+            while not done() and time.monotonic() < min(limit, deadline):
+                await asyncio.sleep(0.02)
+            return done()
+
+        record = self._overlay
+        assert record is not None
+        await until(lambda: record.heard, self._overlay_end + OVERLAY_UNHEARD_S)
+        if not record.heard:
+            return
+        heard_at = self._overlay_heard_at or 0.0
+        await until(lambda: (self._last_speech_stopped or 0.0) > heard_at, deadline)
+        stopped = time.monotonic()
+        if await until(lambda: bool(self._overlay_items), stopped + OVERLAY_COMMIT_S):
+            await until(lambda: self._overlay_items <= self._overlay_transcribed, stopped + OVERLAY_TRANSCRIPT_S)
+            await asyncio.sleep(OVERLAY_RESPONSE_S)
+
     async def _judge_false_interruption(self, response: ResponseTrack | None, timeout: float) -> None:
+        await self._settle_false_interruption(timeout)
         record, self._overlay = self._overlay, None
         assert record is not None
         new = [t for t in self._response_starts[self._overlay_responses_before:] if t >= self._overlay_start]

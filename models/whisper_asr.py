@@ -32,6 +32,12 @@ class WhisperParams:
     cpu_threads: int = 2
     compute_type: str = "int8"
     initial_prompt: str | None = None
+    window_padding_s: float = 3.0
+    """Silence the encoder sees after the speech. Whisper pads every input to 30 s, and on two
+    cores encoding that window is most of a turn's recognition time. CTranslate2 encodes a
+    shorter window (the positional table is cut to fit): audio + 3 s was 4-5x faster and as
+    accurate on the shared recordings (en WER 0.0 % against 0.8 %, zh CER 12.2 % against 13.3 %;
+    the note on issue 13 has the command). 0 keeps the full 30 s window."""
 
 
 class WhisperRecognizer:
@@ -78,8 +84,13 @@ class WhisperRecognizer:
         from faster_whisper.transcribe import get_suppressed_tokens
 
         model = self._model
-        features = model.feature_extractor(audio)
-        encoder_output = model.encode(pad_or_trim(features[..., : model.feature_extractor.nb_max_frames]))
+        most = model.feature_extractor.nb_max_frames
+        features = model.feature_extractor(audio)[..., :most]
+        window = most
+        if self.params.window_padding_s > 0:
+            padding = int(self.params.window_padding_s * _SAMPLE_RATE_HZ / model.feature_extractor.hop_length)
+            window = min(most, features.shape[-1] + padding + features.shape[-1] % 2)  # the encoder halves it
+        encoder_output = model.encode(pad_or_trim(features, length=window))
         if language is None:
             token, _probability = model.model.detect_language(encoder_output)[0][0]
             language = token[2:-2]

@@ -1,0 +1,56 @@
+"""Whisper's shortened encoder window keeps the words of real recordings (models/whisper_asr.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks.transcript_scoring import error_rate
+from models.whisper_asr import WhisperParams, WhisperRecognizer
+
+AUDIO_DIR = Path(__file__).resolve().parents[3] / "shared" / "audio"
+MODEL_DIR = Path(__file__).resolve().parents[2] / "var" / "models" / "whisper-base-ct2"
+
+CLIPS = [
+    ("en/en_harvard_spk1_snt1.wav", "en", "The child almost hurt the small dog."),
+    ("en/en_jfk.wav", "en",
+     "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."),
+    ("zh/zh_aishell_BAC009S0764W0121.wav", "zh", "甚至出现交易几乎停滞的情况"),
+]
+
+
+@pytest.fixture(scope="module")
+def clips():
+    pytest.importorskip("faster_whisper")
+    from faster_whisper.audio import decode_audio
+
+    if not MODEL_DIR.is_dir():
+        pytest.skip("Whisper base is not installed (scripts/setup.sh)")
+    return [(decode_audio(str(AUDIO_DIR / name), sampling_rate=16_000), lang, ref) for name, lang, ref in CLIPS]
+
+
+def _error(recognizer: WhisperRecognizer, audio, language: str, reference: str) -> float:
+    transcript = recognizer.transcribe(audio)
+    assert transcript.language == language  # language detection works on the short window too
+    return error_rate([reference], [transcript.text], language)
+
+
+@pytest.mark.timeout(240)
+def test_short_window_is_as_accurate_as_the_full_window(clips):
+    short = WhisperRecognizer(model_dir=MODEL_DIR, params=WhisperParams(window_padding_s=3.0))
+    full = WhisperRecognizer(model_dir=MODEL_DIR, params=WhisperParams(window_padding_s=0))
+    for audio, language, reference in clips:
+        assert _error(short, audio, language, reference) <= _error(full, audio, language, reference) + 1e-9
+
+
+@pytest.mark.timeout(120)
+def test_the_encoder_sees_the_audio_plus_padding(clips, monkeypatch):
+    recognizer = WhisperRecognizer(model_dir=MODEL_DIR, params=WhisperParams(window_padding_s=3.0))
+    seen: list[int] = []
+    encode = recognizer._model.encode
+    monkeypatch.setattr(recognizer._model, "encode", lambda features: seen.append(features.shape[-1]) or encode(features))
+    audio = clips[0][0]
+    recognizer.transcribe(audio)
+    audio_frames = len(audio) // 160
+    assert seen and audio_frames + 300 <= seen[0] <= audio_frames + 302 < 3000

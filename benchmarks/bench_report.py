@@ -97,12 +97,14 @@ def robustness_rows(level: dict[str, Any]) -> dict[str, str]:
             f"{f['lost']} ({lost_kinds.get('noise', 0)} / {lost_kinds.get('backchannel', 0)})"
         rows["answers lost to a backchannel over 0.4 s"] = str(f["lost_over_0_4_s"])
         rows["answers resumed after a pause"] = str(f["resumed"])
+        rows["clips answered as a new turn after the answer"] = str(f.get("answered_clip", 0))
         rows["pause added to the answer's end, p50 / p95 (ms)"] = \
             f"{_fmt(delay.get('p50'))} / {_fmt(delay.get('p95'))}" if delay else MISSING
     else:
         for title in ("false interruptions played (noise / backchannel)", "backchannels longer than 0.4 s played",
                       "answers lost (noise / backchannel)", "answers lost to a backchannel over 0.4 s",
-                      "answers resumed after a pause", "pause added to the answer's end, p50 / p95 (ms)"):
+                      "answers resumed after a pause", "clips answered as a new turn after the answer",
+                      "pause added to the answer's end, p50 / p95 (ms)"):
             rows[title] = MISSING
     if spec is None:
         over_cpu = share = MISSING

@@ -167,6 +167,9 @@ class FalseInterruptionRecord:
     answer_chars: int = 0
     done_transcript_chars: int | None = None
     new_responses: int = 0
+    """Responses that started after the clip began and before the answer ended."""
+    answered_clip: bool = False
+    """A response started after the answer had finished: the server answered the clip itself."""
     heard: bool = False
     """The server sent ``speech_started`` while the clip played."""
     heard_as: str = ""
@@ -207,6 +210,7 @@ def summarize_false_interruptions(records: list[dict[str, Any]]) -> dict[str, An
         "lost_over_0_4_s": sum(1 for r in long_backchannels if r["lost"]),
         "lost_reasons": {why: sum(1 for r in played if r["reason"] == why) for why in {r["reason"] for r in played if r["lost"]}},
         "resumed": sum(1 for r in played if r.get("resumed")),
+        "answered_clip": sum(1 for r in played if r.get("answered_clip")),
         "not_played": {s: sum(1 for r in records if r["status"] == s) for s in {r["status"] for r in records} - {"played"}},
         "extra_delay_ms": delays.as_dict() if delays else None,
     }

@@ -410,8 +410,10 @@ class SessionProbe:
         await self._settle_false_interruption(timeout)
         record, self._overlay = self._overlay, None
         assert record is not None
-        new = [t for t in self._response_starts[self._overlay_responses_before:] if t >= self._overlay_start]
-        record.new_responses = len(new)
+        started = [t for t in self._response_starts[self._overlay_responses_before:] if t >= self._overlay_start]
+        ended = response.done_at if response is not None and response.done_at is not None else float("inf")
+        new = [t for t in started if t < ended]  # instead of the answer finishing
+        record.new_responses, record.answered_clip = len(new), len(started) > len(new)
         if response is not None:
             record.answer_status = response.status
             record.answer_chars = len(response.text.strip())

@@ -90,7 +90,7 @@ def test_false_interruption_summary_counts_kinds_losses_and_delays():
     records = [
         _record(),
         _record(clip_secs=0.65, heard=True, lost=True, reason="cancelled"),
-        _record(kind="noise", clip_secs=1.2, heard=True, resumed=True, extra_delay_ms=300.0),
+        _record(kind="noise", clip_secs=1.2, heard=True, resumed=True, extra_delay_ms=300.0, answered_clip=True),
         _record(kind="noise", status="answer_finished_first", lost=None, resumed=None, extra_delay_ms=None),
     ]
     s = summarize_false_interruptions(records)
@@ -98,6 +98,7 @@ def test_false_interruption_summary_counts_kinds_losses_and_delays():
     assert (s["lost"], s["lost_by_kind"], s["lost_reasons"]) == (1, {"noise": 0, "backchannel": 1}, {"cancelled": 1})
     assert (s["backchannels_over_0_4_s"], s["lost_over_0_4_s"], s["heard"], s["resumed"]) == (1, 1, 2, 1)
     assert s["extra_delay_ms"]["p50"] == 300.0 and s["not_played"] == {"answer_finished_first": 1}
+    assert s["answered_clip"] == 1
 
 
 def test_false_interruptions_alternate_with_the_barge_ins():

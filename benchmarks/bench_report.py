@@ -111,8 +111,9 @@ def robustness_rows(level: dict[str, Any]) -> dict[str, str]:
     elif not spec.get("reported"):
         over_cpu = share = "not reported"
     else:
-        over_cpu = _ratio_cell(spec.get("discarded_over_cpu"), f"{spec['discarded_s']:.1f} s of {spec.get('server_cpu_s')} CPU-s")
-        share = _ratio_cell(spec.get("discarded_share"), f"{spec['discarded_s']:.1f} of {spec['kept_s'] + spec['discarded_s']:.1f} s")
+        wasted, spent = spec["discarded_s"], spec["kept_s"] + spec["discarded_s"]
+        over_cpu = _ratio_cell(spec.get("discarded_over_cpu"), f"{wasted:.1f} s of {spec.get('server_cpu_s')} CPU-s")
+        share = _ratio_cell(spec.get("discarded_share"), f"{wasted:.1f} of {spent:.1f} s")
     rows["speculation discarded / server CPU"] = over_cpu
     rows["speculation discarded / (kept + discarded)"] = share
     return rows

@@ -73,7 +73,8 @@ def noise_slice(files: list[Path], rng: random.Random) -> OverlayClip:
     audio = audio.mean(axis=1)
     length = min(len(audio), int(rng.uniform(*NOISE_SLICE_S) * rate))
     start = rng.randrange(0, max(1, len(audio) - length + 1))
-    return OverlayClip("noise", f"{path.stem}@{start / rate:.1f}s", "", _at_level(audio[start : start + length], NOISE_RMS_DBFS), rate)
+    clip = _at_level(audio[start : start + length], NOISE_RMS_DBFS)
+    return OverlayClip("noise", f"{path.stem}@{start / rate:.1f}s", "", clip, rate)
 
 
 def _cache_name(language: str, text: str, speed: float) -> str:
@@ -208,9 +209,11 @@ def summarize_false_interruptions(records: list[dict[str, Any]]) -> dict[str, An
         "lost": sum(1 for r in played if r["lost"]),
         "lost_by_kind": {kind: sum(1 for r in played if r["lost"] and r["kind"] == kind) for kind in by_kind},
         "lost_over_0_4_s": sum(1 for r in long_backchannels if r["lost"]),
-        "lost_reasons": {why: sum(1 for r in played if r["reason"] == why) for why in {r["reason"] for r in played if r["lost"]}},
+        "lost_reasons": {why: sum(1 for r in played if r["reason"] == why)
+                         for why in {r["reason"] for r in played if r["lost"]}},
         "resumed": sum(1 for r in played if r.get("resumed")),
         "answered_clip": sum(1 for r in played if r.get("answered_clip")),
-        "not_played": {s: sum(1 for r in records if r["status"] == s) for s in {r["status"] for r in records} - {"played"}},
+        "not_played": {s: sum(1 for r in records if r["status"] == s)
+                       for s in {r["status"] for r in records} - {"played"}},
         "extra_delay_ms": delays.as_dict() if delays else None,
     }

@@ -417,7 +417,8 @@ class SessionProbe:
         if response is not None:
             record.answer_status = response.status
             record.answer_chars = len(response.text.strip())
-            record.done_transcript_chars = None if response.done_transcript is None else len(response.done_transcript.strip())
+            done_text = response.done_transcript
+            record.done_transcript_chars = None if done_text is None else len(done_text.strip())
             record.lost, record.reason = classify_answer(status=response.status, streamed_text=response.text,
                                                          done_transcript=response.done_transcript,
                                                          new_responses=len(new))

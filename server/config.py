@@ -113,7 +113,8 @@ class ModelsSection:
     scripts/setup.sh) as a managed child process behind the same OpenAI-compatible adapter as
     vLLM, one slot and prompt cache per conversation, several answers at once; 'in_process':
     llama-cpp-python in this process, one context serving sessions in turn."""
-    llm_server_binary: str = "var/bin/llama-server"
+    llm_server_binary: str = ""
+    """Empty: ``bin/llama-server`` beside ``model_dir`` (``var/bin/llama-server``, where setup builds it)."""
     llm_server_slots: int = 4
     """Conversations llama-server serves at once, each on its own prompt cache; one more slot is
     kept for background summaries. More sessions than slots share slots (and re-read prompts)."""

@@ -147,6 +147,13 @@ def _load_llm(config: Config, model_dir: Path, executors: Executors) -> ChatMode
     return LlamaChatModel(model_path=path, params=params, executor=executors.llm)
 
 
+def llama_server_binary(config: Config) -> Path:
+    """Where scripts/setup.sh puts it, found from ``model_dir`` so a server started elsewhere
+    (an installed wheel, another working directory) finds it as it finds the models."""
+    m = config.models
+    return Path(m.llm_server_binary) if m.llm_server_binary else Path(m.model_dir).parent / "bin" / "llama-server"
+
+
 def _load_llama_server(config: Config, model_path: Path) -> ChatModel:
     """The embedded GGUF on a llama-server child process; it starts with the event loop (Engines.astart)."""
     from models.llama_server_chat import LlamaServerChatModel, LlamaServerChatParams
@@ -155,7 +162,7 @@ def _load_llama_server(config: Config, model_path: Path) -> ChatModel:
     m = config.models
     if m.llm_server_slots < 1:
         raise ConfigError("models.llm_server_slots must be at least 1")
-    server = LlamaServerParams(binary=Path(m.llm_server_binary), model_path=model_path,
+    server = LlamaServerParams(binary=llama_server_binary(config), model_path=model_path,
                                slots=m.llm_server_slots + 1,  # + one for background summaries
                                context_tokens_per_slot=m.llm_context_tokens, threads=m.inference_threads)
     try:
@@ -196,6 +203,10 @@ def check_production_engines(config: Config) -> None:
                               "NAME.txt in the prompts folder)")
         if importlib.util.find_spec("cosyvoice") is None:
             raise ConfigError("models.tts = 'cosyvoice' needs the cosyvoice package: see README, Production engines")
+    if m.llm in ("qwen2.5-0.5b", "smollm2-135m") and m.llm_engine == "server" \
+            and not (binary := llama_server_binary(config)).is_file():
+        raise ConfigError(f"models.llm_engine = 'server' needs {binary}: run scripts/setup.sh "
+                          "(it builds llama-server), or set models.llm_engine = 'in_process'")
 
 
 def _load_tts(config: Config, model_dir: Path) -> SpeechSynthesizer:

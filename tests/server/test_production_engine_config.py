@@ -39,3 +39,10 @@ def test_serve_flags_select_engines_and_fail_fast(capsys, tmp_path):
     assert main(["--set", f"models.model_dir={tmp_path}", "serve", "--tts", "cosyvoice", "--llm", "openai"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("tingshuo: cannot start:") and "llm_base_url" in err
+
+
+def test_the_embedded_llm_on_llama_server_needs_the_built_binary(tmp_path):
+    with pytest.raises(ConfigError, match="scripts/setup.sh"):
+        check_production_engines(config(f"models.llm_server_binary={tmp_path / 'llama-server'}"))
+    check_production_engines(config(f"models.llm_server_binary={tmp_path / 'llama-server'}",
+                                    "models.llm_engine=in_process"))

@@ -423,7 +423,7 @@ class SessionProbe:
                                                          done_transcript=response.done_transcript,
                                                          new_responses=len(new))
             stall = response.playback.stall_s(after=self._overlay_start)
-            record.resumed = not record.lost and stall > 0
+            record.resumed = not record.lost and record.heard and stall > 0  # else a TTS underrun
             record.extra_delay_ms = round(stall * 1000, 1)
         # An answer to the clip itself must end before the next turn is said.
         for track in [r for r in self._responses.values() if r.created >= self._overlay_start and r is not response]:

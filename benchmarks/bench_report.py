@@ -144,6 +144,9 @@ def markdown(run: dict[str, Any]) -> str:
     lines = [f"# tingshuo bench: {run['config']['label'] or run['config']['url']}", "",
              f"{run['machine']['cpu_model']}, {run['machine']['cores']} cores; server {run['config']['url']}; "
              f"{run['started_at']}", ""]
+    clips = run.get("false_interruption_clips") or {}
+    if clips.get("problems"):
+        lines += ["False interruptions played noise only where a voice was missing: " + "; ".join(clips["problems"]), ""]
     for level in run["levels"]:
         s, c = level["summary"], level["concurrency"]
         res = level["resources"]

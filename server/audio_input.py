@@ -53,6 +53,11 @@ class InputHooks(Protocol):
 
     async def on_speech_started(self, audio_start_ms: int) -> None: ...
 
+    def on_speech_resumed(self) -> None:
+        """Speech again in the silence after ``on_speech_stopped``, before the turn ended: the same
+        turn goes on. Synchronous."""
+        ...
+
     async def on_speech_stopped(self, audio_end_ms: int, audio: np.ndarray) -> None:
         """``audio`` is the turn so far: a recogniser may start on it before the turn end is decided."""
         ...
@@ -181,7 +186,9 @@ class AudioInput:
     async def _speech_started(self, event: SpeechStarted) -> None:
         resumed = self._cancel_turn_end()
         self._speech_end_at = None
-        if not resumed:
+        if resumed:
+            self._hooks.on_speech_resumed()
+        else:
             await self._hooks.on_speech_started(event.audio_start_ms)
 
     async def _speech_stopped(self, event: SpeechStopped) -> None:

@@ -32,6 +32,10 @@ class ServerMetrics:
         self.clients_stalled = Counter(
             "tingshuo_clients_stalled_total", "Connections aborted because the client stopped reading",
             registry=self.registry)
+        self.speculative_seconds = Counter(
+            "tingshuo_speculative_seconds",
+            "Engine seconds spent on work started before the user's turn was confirmed (early recognition, "
+            "preemptive answers), by whether the turn used it", ["stage", "outcome"], registry=self.registry)
         self.errors = Counter("tingshuo_error_events_total", "Error events sent, by code", ["code"], registry=self.registry)
 
     def observe_timeline(self, latency_ms: dict[str, float | None]) -> None:

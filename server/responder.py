@@ -33,6 +33,7 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from models.interfaces import ChatMessage
 from server import events
 from server.apologies import apology, filler
 from server.audio_input import AudioInput
@@ -41,6 +42,7 @@ from server.conversation import Conversation, ConversationItem
 from server.engines import Engines
 from server.latency import TurnTimeline
 from server.metrics import ServerMetrics
+from server.preemptive_answer import Outcome, PreemptiveAnswer, PreparedRequest
 from server.response_planning import ResponseRequest, ToolChoice, plan_response
 from server.response_runner import ResponseOutcome, ResponseRunner
 from server.session_settings import SessionSettings
@@ -90,6 +92,8 @@ class AssistantResponse:
     """Made when the plan is complete; None while the prompt is being prepared."""
     cancel_reason: str | None = None
     citations: str = ""
+    preemption: PreemptiveAnswer | None = None
+    """The speculative answer this response took over (or turned down): ended with the response."""
 
     @property
     def outcome(self) -> ResponseOutcome:
@@ -118,6 +122,8 @@ class Responder:
         """Responses waiting in ``create`` for the one before them to end (graceful shutdown waits for them)."""
         self._creating = asyncio.Lock()
         self._by_item: dict[str, AssistantResponse] = {}
+        self._preemption: PreemptiveAnswer | None = None
+        """An answer started on the transcript so far, before the turn's end (:meth:`preempt`)."""
         """Spoken responses by item id, for ``conversation.item.truncate``."""
 
     # -- state ------------------------------------------------------------------------
@@ -249,21 +255,67 @@ class Responder:
         if confirmation is not None:  # a memory request: its fixed reply, no LLM
             fixed_text = confirmation
         elif fixed_text is None:
-            history = host.conversation.chat_history()
-            query = next((m.content for m in reversed(history) if m.role == "user"), "")
-            hint = host.config.assistant.tool_hint if tools.server_tools else ""
-            prepared = await host.thinking.prepare(
-                instructions=f"{request.instructions} {hint}".strip(), history=history, query=query,
-                language=self._language())
-            messages, response.citations = prepared.messages, prepared.citations
+            messages, response.citations = await self._prompt(request, tools, host.conversation.chat_history(),
+                                                              self._language())
         plan = plan_response(request, config=host.config, tools=tools, messages=messages, fixed_text=fixed_text,
                              filler_text=filler(self._language()))
+        preemption, self._preemption = self._preemption, None
+        first_stream = None
+        if preemption is not None:
+            response.preemption = preemption
+            if plan.fixed_text is None and preemption.matches(PreparedRequest(plan.messages, plan.generation)):
+                first_stream = preemption.adopt()
+                log.info("response %s adopts the answer started on %r", request.response_id, preemption.user_text)
+            else:
+                preemption.discard()
         response.runner = ResponseRunner(plan=plan, engines=host.engines, handle=response.handle, gate=self._gate,
                                          send_event=host.send, send_audio=host.send_audio_bytes,
                                          timeline=response.timeline, tools=response.tool_calls,
-                                         valve=self._valve)
+                                         valve=self._valve, first_stream=first_stream)
         response.timeline.mark("prompt_ready")
         await response.runner.run()
+
+    async def _prompt(self, request: ResponseRequest, tools: ToolChoice, history: list[ChatMessage],
+                      language: str | None) -> tuple[list[ChatMessage], str]:
+        """The LLM's messages for an answer to ``history``, and the citations line."""
+        query = next((m.content for m in reversed(history) if m.role == "user"), "")
+        hint = self._host.config.assistant.tool_hint if tools.server_tools else ""
+        prepared = await self._host.thinking.prepare(
+            instructions=f"{request.instructions} {hint}".strip(), history=history, query=query, language=language)
+        return prepared.messages, prepared.citations
+
+    # -- preemptive generation ----------------------------------------------------------
+    def preempt(self, user_text: str, language: str | None, on_outcome: Outcome | None = None) -> bool:
+        """Starts the answer to ``user_text`` before the user's turn is confirmed
+        (:mod:`server.preemptive_answer`); the next response adopts it if its prompt comes out
+        the same. Only when nothing is being said or prepared: it never competes with an answer."""
+        self.discard_preemption()
+        host = self._host
+        if self.answering or self.audible or host.closed:
+            return False
+        settings_language = host.settings.transcription_language or language or self._language()
+
+        async def prepare() -> PreparedRequest | None:
+            request = ResponseRequest.from_settings(host.settings, {}, host.config)
+            tools = self._tool_choice()
+            history = [*host.conversation.chat_history(), ChatMessage(role="user", content=user_text)]
+            messages, _ = await self._prompt(request, tools, history, settings_language)
+            plan = plan_response(request, config=host.config, tools=tools, messages=messages, fixed_text=None,
+                                 filler_text="")
+            return PreparedRequest(plan.messages, plan.generation)
+
+        answer = PreemptiveAnswer(user_text=user_text, prepare=prepare, llm=host.engines.llm, on_outcome=on_outcome)
+        answer.task = host.spawn(answer.run(), name="preemptive-answer")
+        if answer.task is None:
+            return False
+        self._preemption = answer
+        return True
+
+    def discard_preemption(self) -> None:
+        """The user went on (or the turn changed): the speculative answer is aborted in the engine."""
+        preemption, self._preemption = self._preemption, None
+        if preemption is not None:
+            preemption.discard()
 
     def _tool_choice(self) -> ToolChoice:
         settings = self._host.settings
@@ -303,6 +355,8 @@ class Responder:
 
     async def _end(self, response: AssistantResponse, status: str, reason: str | None) -> None:
         host = self._host
+        if response.preemption is not None:
+            response.preemption.discard()  # an adopted stream the runner never opened stops here
         self._gate.close(response.handle.generation)
         outcome, item = response.outcome, response.item
         speaks = response.request.speaks
@@ -377,6 +431,7 @@ class Responder:
 
     def close(self) -> None:
         self._gate.close()
+        self.discard_preemption()
         self._valve.release()
 
 

@@ -120,8 +120,10 @@ class ResponseOutcome:
 class ResponseRunner:
     def __init__(self, *, plan: ResponsePlan, engines: Engines, handle: SpeechHandle, gate: GenerationGate,
                  send_event: SendEvent, send_audio: SendAudio, timeline: TurnTimeline,
-                 tools: ToolHooks | None = None, valve: OutputValve | None = None) -> None:
-        """``valve``: held while a barge-in is judged; the sender sends nothing while it is."""
+                 tools: ToolHooks | None = None, valve: OutputValve | None = None,
+                 first_stream: AsyncIterator[str | ToolCall] | None = None) -> None:
+        """``valve``: held while a barge-in is judged; the sender sends nothing while it is.
+        ``first_stream``: the first LLM round's tokens, already started (a preemptive answer)."""
         self.plan = plan
         self._engines = engines
         self.handle = handle
@@ -131,6 +133,7 @@ class ResponseRunner:
         self.timeline = timeline
         self._tools = tools
         self._valve = valve or OutputValve()
+        self._first_stream = first_stream
         self.outcome = ResponseOutcome(clock=PlayoutClock(max_lead_ms=plan.max_lead_ms))
 
     @property
@@ -177,6 +180,9 @@ class ResponseRunner:
     def _token_stream(self, messages: list[ChatMessage], params: GenerationParams) -> AsyncIterator[str | ToolCall]:
         if self.plan.fixed_text is not None:
             return _fixed_tokens(self.plan.fixed_text)
+        if self._first_stream is not None:
+            stream, self._first_stream = self._first_stream, None
+            return stream
         return self._engines.llm.stream_chat(messages, params)
 
     async def _answer_text(self) -> AsyncIterator[str | _Filler]:

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Coroutine
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -35,7 +37,9 @@ from server.engines import Engines
 from server.ids import new_id
 from server.interruptions import Interruptions
 from server.latency import TurnTimeline
+from server.metrics import ServerMetrics
 from server.partial_transcripts import PartialTranscripts
+from server.preemptive_answer import MAX_PREEMPTIONS_PER_TURN
 from server.responder import Responder
 from server.session_settings import SessionSettings
 from server.session_thinking import SessionThinking
@@ -54,6 +58,7 @@ class TurnHost(Protocol):
     thinking: SessionThinking
     responses: Responder
     input: AudioInput
+    metrics: ServerMetrics
 
     @property
     def closed(self) -> bool: ...
@@ -63,6 +68,23 @@ class TurnHost(Protocol):
     async def add_item(self, item: ConversationItem, *, after: str | None = None) -> str | None: ...
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any] | None: ...
+
+
+@dataclass(eq=False)
+class _EarlyDecode:
+    """Speculative recognition of the turn so far, started at a pause."""
+
+    samples: int
+    task: asyncio.Task[Transcript]
+    started_at: float = field(default_factory=time.monotonic)
+    finished_at: float | None = None
+
+    def finished(self, _: asyncio.Task[Transcript]) -> None:
+        self.finished_at = time.monotonic()
+
+    def seconds(self) -> float:
+        """Worker time it took (so far, when cut short): what a discarded one wasted."""
+        return (self.finished_at or time.monotonic()) - self.started_at
 
 
 class UserTurns:
@@ -75,7 +97,9 @@ class UserTurns:
         self._interruptions = Interruptions(host, policy=self._barge_in)
         self._speech_item_id: str | None = None
         self._spoke_over_answer = False
-        self._early: tuple[int, asyncio.Task[Transcript]] | None = None
+        self._early: _EarlyDecode | None = None
+        self._preemptions = 0
+        """Answers started on this turn's pauses (:data:`MAX_PREEMPTIONS_PER_TURN` at most)."""
         """Speculative recognition of the turn so far: (its length in samples, the task)."""
         self._transcribing: dict[str, asyncio.Task[Any]] = {}
         self._uncommitted: TurnTimeline | None = None
@@ -149,7 +173,10 @@ class UserTurns:
             return
         task = self._host.spawn(self._recognise(audio), name="early-asr")
         if task is not None:
-            self._early = (len(audio), task)
+            early = self._early = _EarlyDecode(samples=len(audio), task=task)
+            task.add_done_callback(early.finished)
+            if not held:
+                task.add_done_callback(lambda done: self._preempt(early, done))
         if held:  # its words, known before the turn end, judge the paused answer
             self._interruptions.hold_event(stopped, words_pending=task is not None)
             if task is not None:
@@ -210,6 +237,7 @@ class UserTurns:
 
         ``item_id`` and ``transcript``: a held turn's, judged after its end (a new turn may have begun)."""
         host = self._host
+        self._preemptions = 0  # the next turn may preempt again
         if item_id is None:
             if self._interruptions.holds_turn(self._speech_item_id):  # a client commit: the user means it
                 self._interruptions.confirm("input_audio_buffer.commit")
@@ -238,9 +266,33 @@ class UserTurns:
         self._uncommitted = None if respond else timeline
 
     def _discard_early(self) -> None:
-        if self._early is not None:
-            self._early[1].cancel()
-            self._early = None
+        """The turn went on past the audio decoded early: the decode and any answer started on it go."""
+        early, self._early = self._early, None
+        if early is not None:
+            early.task.cancel()
+            self._count_speculation("asr", "discarded", early.seconds())
+        self._host.responses.discard_preemption()
+
+    def on_speech_resumed(self) -> None:
+        """The user went on after a pause within the turn: the answer started on it is aborted now."""
+        self._host.responses.discard_preemption()
+
+    def _preempt(self, early: _EarlyDecode, task: asyncio.Task[Transcript]) -> None:
+        """The pause's transcript is ready while the turn detector still waits: start the answer."""
+        host = self._host
+        td = host.settings.turn_detection
+        if (self._early is not early or task.cancelled() or task.exception() is not None
+                or td is None or not td.create_response or self._preemptions >= MAX_PREEMPTIONS_PER_TURN):
+            return
+        transcript = task.result()
+        if not transcript.text.strip() or self._barge_in.is_backchannel(transcript.text):
+            return
+        if host.responses.preempt(transcript.text, transcript.language,
+                                  on_outcome=lambda outcome, s: self._count_speculation("llm", outcome, s)):
+            self._preemptions += 1
+
+    def _count_speculation(self, stage: str, outcome: str, seconds: float) -> None:
+        self._host.metrics.speculative_seconds.labels(stage=stage, outcome=outcome).inc(max(0.0, seconds))
 
     async def _recognise(self, audio: np.ndarray) -> Transcript:
         host = self._host
@@ -264,10 +316,14 @@ class UserTurns:
             except Exception:  # noqa: BLE001 (the whole utterance is decoded instead)
                 log.exception("the streaming transcript failed; decoding the turn again")
         early, self._early = self._early, None
-        if early is not None and early[0] == len(utterance.audio):
-            return await early[1]
+        if early is not None and early.samples == len(utterance.audio):
+            transcript = await early.task
+            self._count_speculation("asr", "kept", early.seconds())
+            return transcript
         if early is not None:
-            early[1].cancel()
+            early.task.cancel()
+            self._count_speculation("asr", "discarded", early.seconds())
+            self._host.responses.discard_preemption()
         return await self._recognise(utterance.audio)
 
     async def _transcribe_and_answer(self, item: ConversationItem, previous: str | None, utterance: Utterance,

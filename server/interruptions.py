@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from server.responder import Responder
 from server.session_thinking import SessionThinking
-from streaming.barge_in import BargeInPolicy, Evidence, OnsetWithdrawn, PauseExpired, Verdict
+from streaming.barge_in import BargeInPolicy, Evidence, OnsetWithdrawn, PauseExpired, SpeechLasted, Verdict, WordsHeard
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,8 @@ class _Hold:
     """The turn has stopped and its words are awaited: a click meanwhile must not resume."""
     timer: asyncio.TimerHandle | None = None
     """The pause's time limit; None while the answer plays (resumed before the turn's end)."""
+    speech_ms: int = 0
+    """The longest speech run heard in this hold."""
 
 
 class Interruptions:
@@ -108,12 +110,18 @@ class Interruptions:
         if words_pending and self._hold.timer is None:
             self._pause(self._hold)  # resumed by an earlier "yeah": the next words are judged paused
 
+    def heard(self, text: str) -> Verdict:
+        """The held turn's words (so far): judged with how long its speech lasted."""
+        return self.observe(WordsHeard(text, speech_ms=self._hold.speech_ms if self._hold else None))
+
     def observe(self, evidence: Evidence) -> Verdict:
         """Applies the policy's verdict on new evidence: confirm (cancel the answer), resume the
         answer, or wait. A turn judged a false interruption stays held until :meth:`drop_turn`."""
         hold = self._hold
         if hold is None:
             return Verdict.WAIT
+        if isinstance(evidence, SpeechLasted):
+            hold.speech_ms = max(hold.speech_ms, evidence.speech_ms)
         verdict = self.policy.judge(evidence, turn_started=hold.item_id is not None and hold.words_pending)
         if verdict is Verdict.CONFIRM:
             self.confirm(type(evidence).__name__)

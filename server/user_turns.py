@@ -44,7 +44,7 @@ from server.responder import Responder
 from server.session_settings import SessionSettings
 from server.session_thinking import SessionThinking
 from server.stage_executor import run_with_deadline
-from streaming.barge_in import BargeInPolicy, InterruptionParams, SpeechLasted, Verdict, WordsHeard
+from streaming.barge_in import BargeInPolicy, InterruptionParams, SpeechLasted, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ class UserTurns:
     def _judge_early_words(self, item_id: str, task: asyncio.Task[Transcript]) -> None:
         if task.cancelled() or task.exception() is not None or not self._interruptions.holds_turn(item_id):
             return  # a failed decode leaves the verdict to the turn's own transcript
-        self._interruptions.observe(WordsHeard(task.result().text))
+        self._interruptions.heard(task.result().text)
 
     async def on_utterance(self, utterance: Utterance) -> None:
         td = self._host.settings.turn_detection
@@ -209,7 +209,7 @@ class UserTurns:
         if self._interruptions.holds_turn(item_id):
             if transcript is None:
                 self._interruptions.confirm("no transcript")
-            elif self._interruptions.observe(WordsHeard(transcript.text)) is Verdict.RESUME:
+            elif self._interruptions.heard(transcript.text) is Verdict.RESUME:
                 log.info("%r said over the answer: not an interruption", transcript.text)
                 self._interruptions.drop_turn()
                 return

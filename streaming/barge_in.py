@@ -21,16 +21,23 @@ from dataclasses import dataclass
 DEFAULT_BACKCHANNELS: frozenset[str] = frozenset(
     {
         "mm", "mmm", "mm hm", "mm hmm", "mhm", "mhmm", "uh huh", "uh-huh", "uh hum", "hmm", "hm", "ok", "okay",
-        "yeah", "yes", "yep", "yup", "ya", "right", "sure", "i see", "got it", "uh", "um", "ah", "oh", "aha",
+        "yeah", "yes", "yep", "yup", "ya", "right", "sure", "i see", "got it", "uh", "um", "ah", "oh", "aha", "ha",
         "alright", "all right", "cool", "nice", "i know", "exactly", "true", "wow", "really", "go on",
         "嗯", "嗯嗯", "哦", "噢", "喔", "对", "对对", "对的", "好", "好的", "好吧", "是", "是的", "啊", "嗯哼",
         "哦哦", "行", "没错", "明白", "知道了", "懂了", "然后呢", "真的吗", "哇",
     }
 )
+DEFAULT_STOP_PHRASES: frozenset[str] = frozenset(
+    {
+        "stop", "wait", "hold on", "hang on", "no", "excuse me", "sorry", "shut up", "be quiet", "enough",
+        "停", "等等", "等一下", "等一等", "别说了", "不要说了", "不对", "不是", "好了", "够了", "打住",
+    }
+)
+"""Short words that do interrupt: said over an answer they cancel it however short they are."""
 _PUNCT = re.compile(r"[^\w\s'-]+", re.UNICODE)
 _CJK = re.compile(r"[\u3400-\u9fff]")
-MAX_BACKCHANNEL_UNITS = 6
-""""yeah yeah yeah", "嗯嗯对对": a run of backchannels is one; a longer run is talk."""
+SHORT_UTTERANCE_WORDS = 2
+"""Words in a short sound that Whisper may have made up ("2", "我呢"); "What about tomorrow?" is more."""
 
 
 def normalize_utterance(text: str) -> str:
@@ -38,15 +45,23 @@ def normalize_utterance(text: str) -> str:
 
 
 def _covered(seq: list[str], units: frozenset[tuple[str, ...]]) -> bool:
-    """Whether ``seq`` is a concatenation of at most MAX_BACKCHANNEL_UNITS ``units`` (a small DP)."""
+    """Whether ``seq`` is a concatenation of ``units`` (a small DP): "yeah yeah", "嗯嗯对对", and
+    Whisper's loops on a short sound ("Right. Right. Right. ...")."""
     longest = max((len(u) for u in units), default=0)
-    best: list[int | None] = [0] + [None] * len(seq)  # fewest units covering seq[:i]
+    covered = [True] + [False] * len(seq)  # covered[i]: seq[:i] is made of units
     for i in range(1, len(seq) + 1):
-        for n in range(1, min(longest, i) + 1):
-            before = best[i - n]
-            if before is not None and tuple(seq[i - n:i]) in units and (best[i] is None or before + 1 < best[i]):
-                best[i] = before + 1
-    return best[-1] is not None and best[-1] <= MAX_BACKCHANNEL_UNITS
+        covered[i] = any(covered[i - n] and tuple(seq[i - n:i]) in units for n in range(1, min(longest, i) + 1))
+    return covered[-1]
+
+
+def _contains(seq: list[str], phrase: tuple[str, ...]) -> bool:
+    return any(tuple(seq[i:i + len(phrase)]) == phrase for i in range(len(seq) - len(phrase) + 1))
+
+
+def word_count(text: str) -> int:
+    """Latin words, plus a word per two Mandarin characters (most Mandarin words have two)."""
+    norm = normalize_utterance(text)
+    return -(-len(_CJK.findall(norm)) // 2) + len(_CJK.sub(" ", norm).split())
 
 
 class Verdict(enum.Enum):
@@ -62,6 +77,9 @@ class InterruptionParams:
     backchannel, even a slow "嗯——" (about 0.6-1 s)."""
     max_pause_ms: int = 3000
     """A paused answer is cancelled after this, whatever is still unknown (a slow recogniser)."""
+    short_speech_ms: int = 1000
+    """Speech shorter than this with a few words that are neither a backchannel nor a stop word
+    is taken for a sound the recogniser made words of (Whisper hears "2" or "我呢" in a "嗯")."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +97,8 @@ class WordsHeard:
     """A transcript of the speech so far (the turn's own when it has ended)."""
 
     text: str
+    speech_ms: int | None = None
+    """How long the VAD heard speech (the longest run); None: unknown."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +112,7 @@ Evidence = OnsetWithdrawn | SpeechLasted | WordsHeard | PauseExpired
 @dataclass(frozen=True, slots=True)
 class BargeInPolicy:
     backchannels: frozenset[str] = DEFAULT_BACKCHANNELS
+    stop_phrases: frozenset[str] = DEFAULT_STOP_PHRASES
     params: InterruptionParams = InterruptionParams()
 
     def is_backchannel(self, transcript: str) -> bool:
@@ -105,6 +126,22 @@ class BargeInPolicy:
             return _covered(list(compact), frozenset(tuple(b) for b in self.backchannels if _CJK.search(b)))
         return _covered(norm.split(), frozenset(tuple(b.split()) for b in self.backchannels))
 
+    def asks_to_stop(self, transcript: str) -> bool:
+        norm = normalize_utterance(transcript)
+        compact = norm.replace(" ", "")
+        tokens = norm.split()
+        return any(p in compact if _CJK.search(p) else _contains(tokens, tuple(p.split())) for p in self.stop_phrases)
+
+    def is_false_interruption(self, transcript: str, speech_ms: int | None = None) -> bool:
+        """Words said over an answer that do not interrupt it: a backchannel, nothing, or a short
+        sound with a few words that are no stop word."""
+        if self.asks_to_stop(transcript):
+            return False
+        if self.is_backchannel(transcript):
+            return True
+        return (speech_ms is not None and speech_ms < self.params.short_speech_ms
+                and word_count(transcript) <= SHORT_UTTERANCE_WORDS)
+
     def judge(self, evidence: Evidence, *, turn_started: bool) -> Verdict:
         """The verdict on a paused answer, given one new piece of evidence (pure, synchronous)."""
         match evidence:
@@ -113,8 +150,8 @@ class BargeInPolicy:
                 return Verdict.WAIT if turn_started else Verdict.RESUME
             case SpeechLasted(speech_ms=ms):
                 return Verdict.CONFIRM if ms >= self.params.confirm_speech_ms else Verdict.WAIT
-            case WordsHeard(text=text):
-                return Verdict.RESUME if self.is_backchannel(text) else Verdict.CONFIRM
+            case WordsHeard(text=text, speech_ms=speech_ms):
+                return Verdict.RESUME if self.is_false_interruption(text, speech_ms) else Verdict.CONFIRM
             case PauseExpired():
                 return Verdict.CONFIRM
         raise TypeError(f"not evidence: {evidence!r}")

@@ -92,8 +92,8 @@ class VADGate:
         return self.state in (VADState.SPEAKING, VADState.STOPPING)
 
     def speech_ms(self) -> int:
-        """Duration of the current speech run (0 when quiet)."""
-        return self._run_ms if self.state is VADState.SPEAKING else 0
+        """Duration of the current speech run, without the silence after it (0 when quiet)."""
+        return self._run_ms if self.in_speech else 0
 
     def push(self, frame: np.ndarray, probability: float) -> VADUpdate:
         update = VADUpdate()

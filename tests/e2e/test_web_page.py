@@ -80,8 +80,8 @@ def test_hands_free_conversation_on_the_talk_page(playwright, server_url, tmp_pa
 
 
 def test_barge_in_stops_playback_and_truncates(playwright, server_url, tmp_path):
-    # The user talks over the answer while it plays: the page must silence it at once, drop what
-    # is buffered and tell the server how much was heard.
+    # The user talks over the answer while it plays: the server pauses it at the onset, the page
+    # runs dry, and on the confirmed speech_started it flushes and tells the server how much was heard.
     with browser_page(playwright, None) as page:
         on_demand_microphone(page, {"question": QUESTION, "interruption": INTERRUPTION})
         page.goto(page_url(server_url, "/", lang="en", language="en",
@@ -96,7 +96,9 @@ def test_barge_in_stops_playback_and_truncates(playwright, server_url, tmp_path)
         flush = next(f for f in s["flushes"] if f["playedMs"] > 0)
         truncate = next(t for t in s["truncates"] if t["itemId"] == flush["itemId"])
         assert truncate["audioEndMs"] == int(flush["playedMs"]), dump(s)
-        assert flush["droppedMs"] > 0, "the answer was cut with audio still queued"
+        # The server paused the answer at the onset of the interruption, before it confirmed it: by
+        # the time speech_started arrives the page has played what it held (at most a frame in flight).
+        assert flush["droppedMs"] <= 80, dump(s)
         assert "interrupted" in s["states"], s["states"]
         # Nothing of the interrupted answer plays after the flush, though its frames may still arrive.
         time.sleep(1.5)

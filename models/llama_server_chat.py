@@ -40,7 +40,7 @@ class LlamaServerChatModel:
         self.process = LlamaServerProcess(server)
         self.params = params
         self.slots = SlotRouter(slots=server.slots)
-        self._chat = OpenAIChatModel(params=OpenAIChatParams(base_url="", model=params.model_name))
+        self._chat = OpenAIChatModel(params=OpenAIChatParams(base_url="", model=params.model_name, keep_alive=False))
 
     @property
     def ready(self) -> bool:

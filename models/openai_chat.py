@@ -42,6 +42,10 @@ class OpenAIChatParams:
     model: str
     api_key: str = ""
     connect_timeout_s: float = 10.0
+    keep_alive: bool = True
+    """Reuse connections between requests. Off for a llama-server on this machine: it can close
+    an idle kept-alive connection just as the next request takes it ("Cannot write to closing
+    transport"), and a local connection costs well under a millisecond."""
 
 
 @dataclass(slots=True)
@@ -92,7 +96,8 @@ class OpenAIChatModel:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.params.connect_timeout_s)
-            self._session = aiohttp.ClientSession(timeout=timeout)
+            self._session = aiohttp.ClientSession(
+                timeout=timeout, connector=aiohttp.TCPConnector(force_close=not self.params.keep_alive))
         return self._session
 
     async def stream_chat(self, messages: Sequence[ChatMessage], params: GenerationParams, *,

@@ -17,6 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from models.chat_payloads import wire_messages
 from models.interfaces import ChatMessage, GenerationParams
 from models.llama_server_chat import LlamaServerChatModel, LlamaServerChatParams
 from models.llama_server_process import LlamaServerError, LlamaServerParams, LlamaServerProcess
@@ -119,16 +120,22 @@ def test_a_missing_binary_is_refused_at_once(tmp_path):
         LlamaServerProcess(LlamaServerParams(binary=tmp_path / "nope", model_path=tmp_path / "m.gguf"))
 
 
-async def newest_slot(base_url: str) -> int:
-    status, slots = await get_json(base_url + "/slots")
+async def slots(base_url: str) -> list[dict]:
+    status, body = await get_json(base_url + "/slots")
     assert status == 200
-    return max(slots, key=lambda s: s["id_task"])["id"]
+    return body
 
 
-async def reply(llm, text: str, **params) -> str:
+async def newest_slot(base_url: str) -> int:
+    """The slot that ran the server's latest task (a slot never used has no ``id_task``)."""
+    return max(await slots(base_url), key=lambda s: s.get("id_task", -1))["id"]
+
+
+async def reply(llm, messages: list[ChatMessage] | str, **params) -> str:
+    if isinstance(messages, str):
+        messages = [ChatMessage("user", messages)]
     parts = []
-    async with aclosing(llm.stream_chat([ChatMessage("user", text)],
-                                        GenerationParams(max_tokens=8, temperature=0.0, **params))) as stream:
+    async with aclosing(llm.stream_chat(messages, GenerationParams(max_tokens=8, temperature=0.0, **params))) as stream:
         async for item in stream:
             parts.append(item)
     return "".join(parts)
@@ -142,22 +149,47 @@ async def llm(gguf):
     await model.aclose()
 
 
-async def test_each_conversation_is_served_on_its_own_slot_and_summaries_on_theirs(llm):
-    assert (await reply(llm, "Say hello.", conversation="sess_a")).strip()
+async def test_each_conversation_keeps_its_slot_and_cache_and_summaries_have_their_own(llm):
+    first = [ChatMessage("system", "You are a helpful assistant. Answer in one short sentence."),
+             ChatMessage("user", "What is the capital of France?")]
+    answer = await reply(llm, first, conversation="sess_a")
+    assert answer.strip()
     base = llm.process.base_url
     slot_a = await newest_slot(base)
     assert (await reply(llm, "Say hi.", conversation="sess_b")).strip()
     slot_b = await newest_slot(base)
-    await reply(llm, "Summarise: nothing.", purpose="background")
+    await reply(llm, "Summarise: nothing happened.", purpose="background")
     assert await newest_slot(base) == 2  # the last of the three
+    assert {slot_a, slot_b} == {0, 1}
     await reply(llm, "And again.", conversation="sess_a")
     assert await newest_slot(base) == slot_a
-    assert {slot_a, slot_b} == {0, 1}
+
+
+async def test_a_conversation_pinned_to_its_slot_reads_only_its_new_turn(llm):
+    """The next turn of a conversation, after another conversation and a summary ran, finds its
+    prompt still cached on its slot: llama-server reports the reused tokens as ``timings.cache_n``."""
+    first = [ChatMessage("system", "You are a helpful assistant. Answer in one short sentence."),
+             ChatMessage("user", "What is the capital of France?")]
+    answer = await reply(llm, first, conversation="sess_a")
+    await reply(llm, "Say hi, in French.", conversation="sess_b")
+    await reply(llm, "Summarise: nothing happened.", purpose="background")
+    base = llm.process.base_url
+    [state] = [s for s in await slots(base) if s["id"] == llm.slots.slot_for(GenerationParams(conversation="sess_a"))]
+    held = state["n_prompt_tokens"]  # the first turn's prompt and answer
+    second = [*first, ChatMessage("assistant", answer), ChatMessage("user", "And of Italy?")]
+    body = {"messages": wire_messages(second), "max_tokens": 4, "temperature": 0.0, "stream": False,
+            "id_slot": state["id"], "cache_prompt": True}
+    async with aiohttp.ClientSession() as http, http.post(base + "/v1/chat/completions", json=body) as response:
+        timings = (await response.json())["timings"]
+    assert timings["cache_n"] >= held - 8 > 20, (timings, held)  # all but the end of the answer's tokens
+    assert timings["prompt_n"] < 30, timings
 
 
 async def test_closing_the_stream_stops_the_generation_in_the_server(llm):
-    stream = llm.stream_chat([ChatMessage("user", "Count from one to five hundred in words.")],
-                             GenerationParams(max_tokens=1500, temperature=0.0, conversation="sess_long"))
+    # Run to the end, this prompt gives all 400 tokens (greedy); measured when this test was written.
+    story = "Write a very long story about a dragon who learns to bake bread. Use at least thirty paragraphs."
+    stream = llm.stream_chat([ChatMessage("user", story)],
+                             GenerationParams(max_tokens=400, temperature=0.0, conversation="sess_long"))
     pieces = 0
     async for _ in stream:
         pieces += 1
@@ -167,10 +199,10 @@ async def test_closing_the_stream_stops_the_generation_in_the_server(llm):
     base = llm.process.base_url
 
     async def idle() -> bool:
-        status, slots = await get_json(base + "/slots")
-        return status == 200 and not any(s["is_processing"] for s in slots)
+        return not any(s["is_processing"] for s in await slots(base))
 
     await until(idle, timeout_s=3.0, what="every slot idle after the stream was closed")
-    _, slots = await get_json(base + "/slots")
-    assert all(s["next_token"][0]["n_decoded"] < 1000 if isinstance(s["next_token"], list)
-               else s["next_token"]["n_decoded"] < 1000 for s in slots)
+    # A slot holds the prompt and the tokens generated: about 40 + 10 here, not 40 + 400.
+    held = [s["n_prompt_tokens"] for s in await slots(base) if "id_task" in s]
+    print("tokens held by the slot after the stop:", held)
+    assert held and max(held) < 150, held

@@ -30,6 +30,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from server.metrics import ServerMetrics
 from server.responder import Responder
 from server.session_thinking import SessionThinking
 from streaming.barge_in import BargeInPolicy, Evidence, OnsetWithdrawn, PauseExpired, SpeechLasted, Verdict, WordsHeard
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 class InterruptionHost(Protocol):
     responses: Responder
     thinking: SessionThinking
+    metrics: ServerMetrics
 
     async def send(self, event: dict[str, Any]) -> None: ...
 
@@ -130,6 +132,7 @@ class Interruptions:
             self._resume_answer(hold)
             if hold.item_id is None:  # a click: nothing is left to judge
                 self._hold = None
+                self._host.metrics.barge_ins.labels(verdict="resumed").inc()
         return verdict
 
     # -- verdicts ---------------------------------------------------------------------
@@ -139,6 +142,7 @@ class Interruptions:
         if hold is None:
             return
         log.info("barge-in confirmed (%s)", why)
+        self._host.metrics.barge_ins.labels(verdict="confirmed").inc()
         self._stop_timer(hold)
         if hold.item_id is not None:
             self._host.thinking.user_started_speaking()
@@ -153,6 +157,7 @@ class Interruptions:
         hold, self._hold = self._hold, None
         if hold is not None:
             log.info("false interruption: the answer resumes")
+            self._host.metrics.barge_ins.labels(verdict="resumed").inc()
             self._resume_answer(hold)
 
     def _pause(self, hold: _Hold) -> None:

@@ -36,6 +36,10 @@ class ServerMetrics:
             "tingshuo_speculative_seconds",
             "Engine seconds spent on work started before the user's turn was confirmed (early recognition, "
             "preemptive answers), by whether the turn used it", ["stage", "outcome"], registry=self.registry)
+        self.barge_ins = Counter(
+            "tingshuo_barge_ins_total", "Speech over an answer, which paused it, by verdict: 'confirmed' (the "
+            "answer was cancelled) or 'resumed' (a false interruption: noise, a click, a backchannel)",
+            ["verdict"], registry=self.registry)
         self.errors = Counter("tingshuo_error_events_total", "Error events sent, by code", ["code"], registry=self.registry)
 
     def observe_timeline(self, latency_ms: dict[str, float | None]) -> None:

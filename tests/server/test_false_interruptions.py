@@ -172,6 +172,11 @@ async def assert_answer_survived(harness: SessionHarness, response_id: str, llm:
     assert len(harness.of_type("response.created")) == 1
     history = harness.session.conversation.chat_history()
     assert [m.role for m in history] == ["user", "assistant"] and history[-1].content == llm.text()
+    assert barge_ins(harness, "confirmed") == 0
+
+
+def barge_ins(harness: SessionHarness, verdict: str) -> float:
+    return harness.session.metrics.registry.get_sample_value("tingshuo_barge_ins_total", {"verdict": verdict}) or 0
 
 
 async def test_noise_over_an_answer_loses_nothing(make_session, silero):
@@ -211,6 +216,7 @@ async def test_a_backchannel_over_an_answer_is_no_interruption(make_session, sil
     await play(harness, np.concatenate([clip(recording, start_s, end_s), silence(1.2)]))
     await assert_answer_survived(harness, first, llm, tts)
     assert harness.engines.asr.calls >= 1  # its words were heard and judged
+    assert barge_ins(harness, "resumed") == 1
     assert log.pauses and log.resumes == len(log.pauses)
     assert max(log.leads_ms) <= 160 + 1  # the client fell silent within the play-out lead
 
@@ -235,6 +241,7 @@ async def test_a_real_interruption_still_cancels_and_truncates(make_session, sil
     heard = cancelled["response"]["output"][0]["content"][0]["transcript"]
     assert heard and streamed_text(harness, first).startswith(heard.rstrip())
     assert heard.strip() != llm.text()  # cut at what was heard
+    assert barge_ins(harness, "confirmed") == 1
     # The turn goes on as any other and is answered.
     await harness.until("conversation.item.input_audio_transcription.completed", timeout=10)
     second = await harness.until(DONE, count=2, timeout=10)

@@ -19,11 +19,13 @@ import asyncio
 import collections
 import contextlib
 import ctypes
+import functools
 import logging
 import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +37,7 @@ HEALTH_POLL_S = 0.05
 """llama-server has no readiness push; /health is cheap, and a 0.5B model loads in about a second."""
 STABLE_AFTER_S = 10.0
 """A child that ran this long healthy resets the restart delay to its first step."""
+PR_SET_PDEATHSIG = 1
 LOG_TAIL_LINES = 30
 """The child's last output lines, logged when it dies: the reason is usually in them."""
 
@@ -73,11 +76,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM it if this process dies, even by SIGKILL (Linux), so a
-    crashed server never leaves a model loaded and a port held."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A function for the child to run before exec: SIGTERM it if this process dies, even by
+    SIGKILL (Linux ``PR_SET_PDEATHSIG``), so a crashed server never leaves a model loaded and a
+    port held. Looked up here, in the parent: between fork and exec the child must not load
+    libraries (another thread may have held the loader's lock at the fork)."""
+    if sys.platform != "linux":
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return functools.partial(prctl, PR_SET_PDEATHSIG, int(signal.SIGTERM))
 
 
 class LlamaServerProcess:
@@ -166,7 +176,7 @@ class LlamaServerProcess:
         self._tail.clear()
         proc = await asyncio.create_subprocess_exec(
             *self.params.arguments(port), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+            stderr=asyncio.subprocess.STDOUT, preexec_fn=_parent_death_signal())
         self._proc = proc
         loop = asyncio.get_running_loop()
         exited = loop.create_task(proc.wait(), name="llama-server-wait")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import time
 from contextlib import aclosing
 from pathlib import Path
@@ -206,3 +207,37 @@ async def test_closing_the_stream_stops_the_generation_in_the_server(llm):
     held = [s["n_prompt_tokens"] for s in await slots(base) if "id_task" in s]
     print("tokens held by the slot after the stop:", held)
     assert held and max(held) < 150, held
+
+
+PARENT = """
+import asyncio, sys
+from pathlib import Path
+from models.llama_server_process import LlamaServerParams, LlamaServerProcess
+
+async def main():
+    process = LlamaServerProcess(LlamaServerParams(binary=Path(sys.argv[1]), model_path=Path(sys.argv[2]), slots=2,
+                                                   context_tokens_per_slot=512))
+    process.start()
+    await process.wait_ready(60)
+    print(process.pid, flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+async def test_the_child_dies_with_a_parent_killed_outright(gguf):
+    """SIGKILL gives the parent no chance to stop its child: the kernel's parent-death signal does."""
+    parent = await asyncio.create_subprocess_exec(sys.executable, "-c", PARENT, str(BINARY), str(gguf), cwd=REPO,
+                                                  stdout=asyncio.subprocess.PIPE)
+    try:
+        child = int(await asyncio.wait_for(parent.stdout.readline(), READY_S))
+        assert alive(child)
+    finally:
+        parent.kill()
+        await parent.wait()
+
+    async def gone() -> bool:
+        return not alive(child)
+
+    await until(gone, timeout_s=10, what="llama-server gone after its parent was killed")

@@ -5,7 +5,8 @@ prompt. The knowledge search and the memory lookups run on the thinking executor
 with a deadline, so a slow disk or embedder delays the first word by at most that
 deadline and then the answer goes ahead without them. Summarising old turns never
 sits on an answer's path: it starts after an answer, and is cancelled the moment
-the user speaks again (the embedded LLM has one context, and the answer needs it).
+the user speaks again (on the CPU the answer needs the cores; llama-server runs summaries on a slot
+of their own, the in-process engine has one context for everything).
 """
 
 from __future__ import annotations

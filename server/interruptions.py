@@ -73,10 +73,6 @@ class Interruptions:
         self._sending = asyncio.Lock()
 
     # -- state ------------------------------------------------------------------------
-    @property
-    def holding(self) -> bool:
-        return self._hold is not None
-
     def holds_turn(self, item_id: str | None = None) -> bool:
         """A user turn (``item_id``, or any) is held: its events wait for the verdict."""
         hold = self._hold
@@ -124,7 +120,7 @@ class Interruptions:
             return Verdict.WAIT
         if isinstance(evidence, SpeechLasted):
             hold.speech_ms = max(hold.speech_ms, evidence.speech_ms)
-        verdict = self.policy.judge(evidence, turn_started=hold.item_id is not None and hold.words_pending)
+        verdict = self.policy.judge(evidence, words_pending=hold.item_id is not None and hold.words_pending)
         if verdict is Verdict.CONFIRM:
             self.confirm(type(evidence).__name__)
         elif verdict is Verdict.RESUME:

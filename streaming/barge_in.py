@@ -142,12 +142,12 @@ class BargeInPolicy:
         return (speech_ms is not None and speech_ms < self.params.short_speech_ms
                 and word_count(transcript) <= SHORT_UTTERANCE_WORDS)
 
-    def judge(self, evidence: Evidence, *, turn_started: bool) -> Verdict:
+    def judge(self, evidence: Evidence, *, words_pending: bool) -> Verdict:
         """The verdict on a paused answer, given one new piece of evidence (pure, synchronous)."""
         match evidence:
             case OnsetWithdrawn():
-                # A click before any turn: nothing was said. Once a turn began, its words decide.
-                return Verdict.WAIT if turn_started else Verdict.RESUME
+                # A click: nothing was said. A turn that ended and awaits its words is judged on them.
+                return Verdict.WAIT if words_pending else Verdict.RESUME
             case SpeechLasted(speech_ms=ms):
                 return Verdict.CONFIRM if ms >= self.params.confirm_speech_ms else Verdict.WAIT
             case WordsHeard(text=text, speech_ms=speech_ms):

@@ -27,9 +27,9 @@ def test_backchannels(text, is_backchannel):
 POLICY = BargeInPolicy(params=InterruptionParams(confirm_speech_ms=1200, max_pause_ms=3000))
 
 
-@pytest.mark.parametrize("evidence,turn_started,verdict", [
+@pytest.mark.parametrize("evidence,words_pending,verdict", [
     (OnsetWithdrawn(), False, Verdict.RESUME),  # a click: the answer goes on
-    (OnsetWithdrawn(), True, Verdict.WAIT),  # a turn began: its words decide
+    (OnsetWithdrawn(), True, Verdict.WAIT),  # a turn ended and its words are awaited: they decide
     (SpeechLasted(600), True, Verdict.WAIT),  # as long as an "uh-huh"
     (SpeechLasted(1200), True, Verdict.CONFIRM),  # longer than any backchannel
     (WordsHeard("Uh-huh."), True, Verdict.RESUME),
@@ -50,8 +50,8 @@ POLICY = BargeInPolicy(params=InterruptionParams(confirm_speech_ms=1200, max_pau
     (PauseExpired(), True, Verdict.CONFIRM),  # never hangs paused
     (PauseExpired(), False, Verdict.CONFIRM),
 ])
-def test_judge(evidence, turn_started, verdict):
-    assert POLICY.judge(evidence, turn_started=turn_started) is verdict
+def test_judge(evidence, words_pending, verdict):
+    assert POLICY.judge(evidence, words_pending=words_pending) is verdict
 
 
 @pytest.mark.parametrize("text,count", [("Hello there.", 2), ("我想问", 2), ("一毫ester", 2), ("我呢", 1), ("", 0)])

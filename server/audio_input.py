@@ -22,7 +22,7 @@ from server.engines import Engines
 from server.session_settings import TurnDetectionSettings
 from server.stage_executor import StageTimeout, run_with_deadline
 from streaming.audio_frames import FrameSplitter, StreamResampler
-from streaming.turn_policy import TurnPolicy
+from streaming.turn_policy import TurnDecision, TurnPolicy
 from streaming.vad_gate import OnsetWithdrawn, SpeechOnset, SpeechStarted, SpeechStopped, VADGate, VADParams
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,13 @@ class Utterance:
     speech_end_at: float | None
     turn_end_at: float
     end_reason: str
+
+
+@dataclass(eq=False)
+class _Pause:
+    samples: int
+    stopped_at: float
+    finished_text: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class InputHooks(Protocol):
@@ -105,6 +112,8 @@ class AudioInput:
         self._turn = _TurnBuffer()
         self._turn_end_task: asyncio.Task[None] | None = None
         self._speech_end_at: float | None = None
+        self._pause: _Pause | None = None
+        """The silence after the last VAD stop: its audio length and whether its transcript reads finished."""
         self.received_ms = 0.0
         self.configure(input_rate_hz=input_rate_hz, turn_detection=turn_detection)
 
@@ -194,6 +203,7 @@ class AudioInput:
     async def _speech_stopped(self, event: SpeechStopped) -> None:
         stop_ms = self._gate.params.stop_ms if self._gate else 0
         self._speech_end_at = time.monotonic() - stop_ms / 1000
+        self._pause = _Pause(samples=self._turn.samples, stopped_at=time.monotonic())
         await self._hooks.on_speech_stopped(event.audio_end_ms, self._turn.audio())
         self._turn_end_task = asyncio.create_task(self._decide_turn_end(), name="turn-end")
 
@@ -221,12 +231,34 @@ class AudioInput:
                     log.exception("the turn model failed; the silence rule decides")
         decision = self._policy.decide(probability)
         log.debug("turn decision p=%s wait=%d", probability, decision.wait_ms)
-        if decision.wait_ms:
-            await asyncio.sleep(decision.wait_ms / 1000)
+        reason = await self._wait_out(decision) if decision.wait_ms else decision.reason
         self._turn_end_task = None
-        await self._finish_turn(reason=decision.reason)
+        await self._finish_turn(reason=reason)
+
+    def note_transcript(self, samples: int, *, finished: bool) -> None:
+        """The early transcript of the turn so far (``samples`` long) reads finished, or not: an
+        unsure turn end waits less once its words say the user is done (:mod:`streaming.text_turn_end`)."""
+        pause = self._pause
+        if finished and pause is not None and pause.samples == samples:
+            pause.finished_text.set()
+
+    async def _wait_out(self, decision: TurnDecision) -> str:
+        """The silence of an unsure decision, cut short when this pause's transcript reads finished."""
+        assert self._policy is not None
+        shorter_ms, pause = self._policy.wait_after_finished_text_ms(), self._pause
+        if shorter_ms is None or pause is None:
+            await asyncio.sleep(decision.wait_ms / 1000)
+            return decision.reason
+        try:
+            await asyncio.wait_for(pause.finished_text.wait(), decision.wait_ms / 1000)
+        except asyncio.TimeoutError:
+            return decision.reason
+        if (left := pause.stopped_at + shorter_ms / 1000 - time.monotonic()) > 0:
+            await asyncio.sleep(left)
+        return "finished_text"
 
     async def _finish_turn(self, *, reason: str) -> None:
+        self._pause = None
         audio = self._turn.audio()
         self._turn.clear()
         utterance = Utterance(audio=audio, speech_end_at=self._speech_end_at, turn_end_at=time.monotonic(),

@@ -44,6 +44,7 @@ from server.responder import Responder
 from server.session_settings import SessionSettings
 from server.session_thinking import SessionThinking
 from server.stage_executor import run_with_deadline
+from streaming.text_turn_end import sounds_finished
 from streaming.barge_in import BargeInPolicy, InterruptionParams, SpeechLasted, Verdict
 
 log = logging.getLogger(__name__)
@@ -176,7 +177,7 @@ class UserTurns:
             early = self._early = _EarlyDecode(samples=len(audio), task=task)
             task.add_done_callback(early.finished)
             if not held:
-                task.add_done_callback(lambda done: self._preempt(early, done))
+                task.add_done_callback(lambda done: self._read_pause(early, done))
         if held:  # its words, known before the turn end, judge the paused answer
             self._interruptions.hold_event(stopped, words_pending=task is not None)
             if task is not None:
@@ -277,14 +278,20 @@ class UserTurns:
         """The user went on after a pause within the turn: the answer started on it is aborted now."""
         self._host.responses.discard_preemption()
 
-    def _preempt(self, early: _EarlyDecode, task: asyncio.Task[Transcript]) -> None:
-        """The pause's transcript is ready while the turn detector still waits: start the answer."""
-        host = self._host
-        td = host.settings.turn_detection
-        if (self._early is not early or task.cancelled() or task.exception() is not None
-                or td is None or not td.create_response or self._preemptions >= MAX_PREEMPTIONS_PER_TURN):
+    def _read_pause(self, early: _EarlyDecode, task: asyncio.Task[Transcript]) -> None:
+        """The pause's transcript is ready while the turn detector may still wait: words that read
+        finished shorten the wait, and the answer starts now."""
+        if self._early is not early or task.cancelled() or task.exception() is not None:
             return
         transcript = task.result()
+        self._host.input.note_transcript(early.samples, finished=sounds_finished(transcript.text))
+        self._preempt(transcript)
+
+    def _preempt(self, transcript: Transcript) -> None:
+        host = self._host
+        td = host.settings.turn_detection
+        if td is None or not td.create_response or self._preemptions >= MAX_PREEMPTIONS_PER_TURN:
+            return
         if not transcript.text.strip() or self._barge_in.is_backchannel(transcript.text):
             return
         if host.responses.preempt(transcript.text, transcript.language,

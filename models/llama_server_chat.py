@@ -12,6 +12,7 @@ closed connection and stops generating on that slot.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -60,6 +61,10 @@ class LlamaServerChatModel:
             base_url = await self.process.wait_ready(self.params.ready_timeout_s)
         except LlamaServerError as exc:
             raise LlamaServerError(f"the LLM server is unavailable: {exc}") from None
+        if params.tool_choice == "none" and params.tools:
+            # As in process: tools left out of the prompt altogether. Shown them, the 0.5B model
+            # writes a call anyway, which "none" then drops, leaving an empty answer.
+            params = dataclasses.replace(params, tools=(), tool_choice="auto")
         if self.params.tool_result_nudge and messages and messages[-1].role == "tool":
             messages = [*messages, ChatMessage("system", self.params.tool_result_nudge)]
         extra = {"id_slot": self.slots.slot_for(params), "cache_prompt": True}

@@ -24,12 +24,32 @@ TOKYO_TIME = "Tuesday 2025-03-04, 2:05 PM (14:05) in Asia/Tokyo, UTC+09:00"
 
 
 @pytest.fixture(scope="module")
-def llm():
+def in_process_llm():
     if not GGUF.exists():
         pytest.skip(f"{GGUF} missing: run `tingshuo models install`")
     from models.llama_chat import LlamaChatModel, LlamaParams
 
     return LlamaChatModel(model_path=GGUF, params=LlamaParams(context_tokens=2048, threads=2))
+
+
+@pytest.fixture(params=["in_process", "server"])
+async def llm(request):
+    """Both embedded engines: llama.cpp in process, and the managed llama-server (the default)."""
+    if request.param == "in_process":
+        yield request.getfixturevalue("in_process_llm")
+        return
+    binary = REPO / "var" / "bin" / "llama-server"
+    if not GGUF.exists() or not binary.exists():
+        pytest.skip(f"{GGUF} or {binary} missing: run scripts/setup.sh")
+    from models.llama_server_chat import LlamaServerChatModel, LlamaServerChatParams
+    from models.llama_server_process import LlamaServerParams
+
+    model = LlamaServerChatModel(server=LlamaServerParams(binary=binary, model_path=GGUF, slots=2,
+                                                          context_tokens_per_slot=2048, threads=2),
+                                 params=LlamaServerChatParams(model_name="qwen2.5-0.5b"))
+    await model.astart()
+    yield model
+    await model.aclose()
 
 
 async def _reply(llm, messages: list[ChatMessage], **params) -> tuple[str, list[ToolCall]]:

@@ -162,7 +162,11 @@ class LlamaServerProcess:
                 self.restarts += 1
             first = False
             started = time.monotonic()
-            code = await self._run_once()
+            try:
+                code = await self._run_once()
+            except OSError as exc:  # could not even start it (a binary made unexecutable): retry later too
+                code = None
+                self._tail.append(f"(could not start it: {exc})")
             if time.monotonic() - started >= STABLE_AFTER_S:
                 delay = self.params.first_restart_delay_s
             log.error("llama-server exited with code %s; restarting in %.1f s (restart %d). Its last output:\n%s",

@@ -1,6 +1,7 @@
 """The server's CPU and memory while a benchmark level runs.
 
-From ``/proc/PID`` when the server runs on this machine and its PID is known, else from the
+From ``/proc/PID`` and its child processes (tingshuo's embedded LLM is a ``llama-server``
+child) when the server runs on this machine and its PID is known, else from the
 Prometheus process metrics at ``/metrics`` (tingshuo exports them); a remote peer without either
 is reported as unmeasured rather than guessed.
 """
@@ -16,6 +17,30 @@ from dataclasses import dataclass, field
 import aiohttp
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants, from ``/proc/PID/task/TID/children``."""
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as fh:
+                    todo.extend(int(child) for child in fh.read().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return tree
+
+
+def _cpu_and_rss(pid: int) -> tuple[float, int]:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+    with open(f"/proc/{pid}/status") as fh:
+        match = re.search(r"VmRSS:\s+(\d+)", fh.read())
+    return cpu, int(match.group(1)) if match else 0
 
 
 @dataclass
@@ -35,11 +60,15 @@ class ResourceMonitor:
 
     async def _read(self, http: aiohttp.ClientSession) -> tuple[float, float] | None:
         if self.pid is not None:
-            with open(f"/proc/{self.pid}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-            cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
-            with open(f"/proc/{self.pid}/status") as fh:
-                rss_kb = int(re.search(r"VmRSS:\s+(\d+)", fh.read()).group(1))  # type: ignore[union-attr]
+            cpu, rss_kb = 0.0, 0
+            for pid in _process_tree(self.pid):
+                try:
+                    process_cpu, process_rss_kb = _cpu_and_rss(pid)
+                except (FileNotFoundError, ProcessLookupError):
+                    if pid == self.pid:
+                        raise
+                    continue  # a child that just exited (a restarted llama-server)
+                cpu, rss_kb = cpu + process_cpu, rss_kb + process_rss_kb
             return cpu, rss_kb / 1024
         if self.metrics_url:
             async with http.get(self.metrics_url, timeout=aiohttp.ClientTimeout(total=2)) as response:

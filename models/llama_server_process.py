@@ -54,10 +54,6 @@ class LlamaServerParams:
     context_tokens_per_slot: int = 4096
     threads: int = 2
     cache_ram_mib: int = 512
-    priority: int = -1
-    """``--prio``: -1 runs the generation at a lower CPU priority (nice 5), so the short bursts the
-    user waits on (VAD, Whisper, the voices) take the cores first; measured on Piper's first audio
-    of a clause while llama-server generated: 240-277 ms at -1 against 322-374 ms at 0."""
     poll: int = 0
     """``--poll``: how hard idle compute threads spin for work. On two cores a spinning thread takes
     the CPU from Whisper and the voices; 0 (sleep) also gave a faster first token alone here
@@ -75,8 +71,7 @@ class LlamaServerParams:
         return [str(self.binary), "--model", str(self.model_path),
                 "--ctx-size", str(self.context_tokens_per_slot * self.slots), "--parallel", str(self.slots),
                 "--threads", str(self.threads), "--host", "127.0.0.1", "--port", str(port),
-                "--cache-prompt", "--cache-ram", str(self.cache_ram_mib), "--poll", str(self.poll), "--prio", str(self.priority),
-                "--no-webui"]
+                "--cache-prompt", "--cache-ram", str(self.cache_ram_mib), "--poll", str(self.poll), "--no-webui"]
 
 
 def free_port() -> int:

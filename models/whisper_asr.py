@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import threading
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,18 +80,31 @@ class WhisperRecognizer:
         faster-whisper's ``transcribe`` encodes the 30 s window once to detect the
         language and again to decode; on two CPU cores that second pass is about
         a second and a half of every turn's latency.
+
+        The short window (``window_padding_s``) now and then sends the greedy decoder into a
+        loop ("A thin stripe runs down the middle. A thin stripe runs down ..."): a text that
+        compresses like a loop, by Whisper's own test, is decoded again on the full window.
         """
+        features = self._model.feature_extractor(audio)[..., : self._model.feature_extractor.nb_max_frames]
+        text, language = self._decode(features, language, self._window(features.shape[-1]))
+        if self._window(features.shape[-1]) < self._model.feature_extractor.nb_max_frames and _looks_looped(text):
+            log.info("Whisper looped on the short window (%d chars); decoding the full window", len(text))
+            text, language = self._decode(features, language, self._model.feature_extractor.nb_max_frames)
+        return text, language
+
+    def _window(self, frames: int) -> int:
+        most = self._model.feature_extractor.nb_max_frames
+        if self.params.window_padding_s <= 0:
+            return most
+        padding = int(self.params.window_padding_s * _SAMPLE_RATE_HZ / self._model.feature_extractor.hop_length)
+        return min(most, frames + padding + frames % 2)  # even: the encoder halves it
+
+    def _decode(self, features: np.ndarray, language: str | None, window: int) -> tuple[str, str]:
         from faster_whisper.audio import pad_or_trim
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_suppressed_tokens
 
         model = self._model
-        most = model.feature_extractor.nb_max_frames
-        features = model.feature_extractor(audio)[..., :most]
-        window = most
-        if self.params.window_padding_s > 0:
-            padding = int(self.params.window_padding_s * _SAMPLE_RATE_HZ / model.feature_extractor.hop_length)
-            window = min(most, features.shape[-1] + padding + features.shape[-1] % 2)  # the encoder halves it
         encoder_output = model.encode(pad_or_trim(features, length=window))
         if language is None:
             token, _probability = model.model.detect_language(encoder_output)[0][0]
@@ -103,6 +118,29 @@ class WhisperRecognizer:
             suppress_blank=True, suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
         )[0]
         return tokenizer.decode(result.sequences_ids[0]).strip(), language
+
+
+LOOP_COMPRESSION_RATIO = 2.4
+"""Whisper's own threshold (``compression_ratio_threshold``): text that zlib shrinks more than
+this is a repetition loop, not speech."""
+LOOP_WORDS = 4
+LOOP_CJK_CHARS = 6
+"""A phrase this long said twice in one turn is taken for a loop. A false alarm costs only a second
+decode on the full window, so the test is eager."""
+_WORDS = re.compile(r"[\w']+")
+
+
+def _looks_looped(text: str) -> bool:
+    data = text.encode("utf-8")
+    if len(data) >= 24 and len(data) / len(zlib.compress(data)) > LOOP_COMPRESSION_RATIO:
+        return True
+    words = _WORDS.findall(text.lower())
+    grams = [tuple(words[i:i + LOOP_WORDS]) for i in range(len(words) - LOOP_WORDS + 1)]
+    if len(grams) != len(set(grams)):
+        return True
+    cjk = "".join(ch for ch in text if "\u4e00" <= ch <= "\u9fff")
+    runs = [cjk[i:i + LOOP_CJK_CHARS] for i in range(len(cjk) - LOOP_CJK_CHARS + 1)]
+    return len(runs) != len(set(runs))
 
 
 @functools.cache

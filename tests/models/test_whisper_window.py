@@ -54,3 +54,22 @@ def test_the_encoder_sees_the_audio_plus_padding(clips, monkeypatch):
     recognizer.transcribe(audio)
     audio_frames = len(audio) // 160
     assert seen and audio_frames + 300 <= seen[0] <= audio_frames + 302 < 3000
+
+
+@pytest.mark.timeout(120)
+def test_a_looping_short_window_decode_is_done_again_on_the_full_window(clips, monkeypatch):
+    recognizer = WhisperRecognizer(model_dir=MODEL_DIR, params=WhisperParams(window_padding_s=3.0))
+    decode = recognizer._decode
+    windows: list[int] = []
+
+    def looping_when_short(features, language, window):
+        windows.append(window)
+        if window < 3000:
+            return "A thin stripe runs down the middle. A thin stripe runs down the middle.", "en"
+        return decode(features, language, window)
+
+    monkeypatch.setattr(recognizer, "_decode", looping_when_short)
+    audio, language, reference = clips[0]
+    transcript = recognizer.transcribe(audio)
+    assert windows[0] < 3000 and windows[1] == 3000
+    assert error_rate([reference], [transcript.text], language) == 0.0

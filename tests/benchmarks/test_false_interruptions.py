@@ -26,7 +26,7 @@ from benchmarks.harness import plan_false_interruptions
 from benchmarks.speculation_metrics import parse_counters, speculation_summary
 
 pytestmark = pytest.mark.timeout(30)
-BASELINE = Path(__file__).resolve().parents[2] / "docs" / "bench" / "bench.json"
+BASELINE = Path(__file__).resolve().parents[2] / "docs" / "bench" / "2026-11-23-in-process" / "bench.json"
 
 
 # -- the client's player ------------------------------------------------------------------

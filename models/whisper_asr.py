@@ -34,7 +34,7 @@ class WhisperParams:
     cpu_threads: int = 2
     compute_type: str = "int8"
     initial_prompt: str | None = None
-    window_padding_s: float = 3.0
+    window_padding_s: float = 3.0  # the model-level default; the server passes models.whisper_window_padding_s (0)
     """Silence the encoder sees after the speech. Whisper pads every input to 30 s, and on two
     cores encoding that window is most of a turn's recognition time. CTranslate2 encodes a
     shorter window (the positional table is cut to fit): audio + 3 s was 4-5x faster and as
@@ -82,13 +82,18 @@ class WhisperRecognizer:
         a second and a half of every turn's latency.
 
         The short window (``window_padding_s``) now and then sends the greedy decoder into a
-        loop ("A thin stripe runs down the middle. A thin stripe runs down ..."): a text that
-        compresses like a loop, by Whisper's own test, is decoded again on the full window.
+        loop ("A thin stripe runs down the middle. A thin stripe runs down ...") or stops it early
+        (the shared spoken digits came back as "1,0001" once in CI): a text that compresses like a
+        loop, by Whisper's own test, or that is far too short for the audio is decoded again on the
+        full window. A false alarm costs only the second decode.
         """
         features = self._model.feature_extractor(audio)[..., : self._model.feature_extractor.nb_max_frames]
         text, language = self._decode(features, language, self._window(features.shape[-1]))
-        if self._window(features.shape[-1]) < self._model.feature_extractor.nb_max_frames and _looks_looped(text):
-            log.info("Whisper looped on the short window (%d chars); decoding the full window", len(text))
+        seconds = len(audio) / _SAMPLE_RATE_HZ
+        if (self._window(features.shape[-1]) < self._model.feature_extractor.nb_max_frames
+                and (_looks_looped(text) or _too_short(text, seconds))):
+            log.info("Whisper's short-window text looks wrong (%d chars for %.1f s); decoding the full window",
+                     len(text), seconds)
             text, language = self._decode(features, language, self._model.feature_extractor.nb_max_frames)
         return text, language
 
@@ -128,6 +133,18 @@ LOOP_CJK_CHARS = 6
 """A phrase this long said twice in one turn is taken for a loop. A false alarm costs only a second
 decode on the full window, so the test is eager."""
 _WORDS = re.compile(r"[\w']+")
+
+
+MIN_TEXT_UNITS_PER_S = 1.5
+"""Characters per second of audio (a Chinese character counts 2) below which a transcript is taken
+for a decode stopped early; speech runs at about 12-15 (English) and 6-10 (Mandarin)."""
+
+
+def _too_short(text: str, seconds: float) -> bool:
+    if seconds < 1.0:
+        return False
+    units = sum(2 if "\u4e00" <= ch <= "\u9fff" else 1 for ch in text if not ch.isspace())
+    return units < MIN_TEXT_UNITS_PER_S * seconds
 
 
 def _looks_looped(text: str) -> bool:

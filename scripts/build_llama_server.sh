@@ -3,7 +3,7 @@
 # There is no binary wheel for it, so it is compiled from the llama.cpp source vendored in the
 # llama-cpp-python sdist we already pin: one llama.cpp version for both engines, from the same
 # package index. Native CPU flags: the binary is built on this machine for this machine, and
-# prompt processing runs about twice as fast as a portable build. About 9 minutes on 2 cores;
+# prompt processing runs about twice as fast as a portable build. About 12 minutes on 2 idle cores;
 # skipped when var/bin/llama-server exists and its stamp names this version.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +28,7 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/llama-server-build.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 tar -xzf "$SDIST" -C "$WORK"
 SRC="$WORK/llama_cpp_python-${LLAMA_CPP_PYTHON_VERSION}/vendor/llama.cpp"
-echo "Building llama-server from llama-cpp-python ${LLAMA_CPP_PYTHON_VERSION} (about 9 minutes on 2 cores)..." >&2
+echo "Building llama-server from llama-cpp-python ${LLAMA_CPP_PYTHON_VERSION} (about 12 minutes on 2 cores)..." >&2
 # Static, CPU only, no network at build time: no prebuilt web UI download, no HTTPS client.
 "$CMAKE" -S "$SRC" -B "$WORK/build" -DCMAKE_BUILD_TYPE=Release \
   -DGGML_NATIVE=ON -DBUILD_SHARED_LIBS=OFF \

@@ -267,7 +267,7 @@ def _load_asr(config: Config, model_dir: Path) -> SpeechRecognizer:
         raise ConfigError("models.sherpa_hotwords needs models.asr = 'sherpa'")
     return WhisperRecognizer(
         model_dir=embedded_store.ensure_model(embedded_store.WHISPER_BASE, model_dir),
-        params=WhisperParams(cpu_threads=m.inference_threads),
+        params=WhisperParams(cpu_threads=m.inference_threads, window_padding_s=m.whisper_window_padding_s),
     )
 
 

@@ -73,3 +73,20 @@ def test_a_looping_short_window_decode_is_done_again_on_the_full_window(clips, m
     transcript = recognizer.transcribe(audio)
     assert windows[0] < 3000 and windows[1] == 3000
     assert error_rate([reference], [transcript.text], language) == 0.0
+
+
+@pytest.mark.timeout(120)
+def test_a_short_window_decode_that_stopped_early_is_done_again_on_the_full_window(clips, monkeypatch):
+    recognizer = WhisperRecognizer(model_dir=MODEL_DIR, params=WhisperParams(window_padding_s=3.0))
+    decode = recognizer._decode
+    windows: list[int] = []
+
+    def stops_early_when_short(features, language, window):
+        windows.append(window)
+        return ("1,0001", "en") if window < 3000 else decode(features, language, window)
+
+    monkeypatch.setattr(recognizer, "_decode", stops_early_when_short)
+    audio, language, reference = clips[1]  # JFK, 11 s
+    transcript = recognizer.transcribe(audio)
+    assert windows[0] < 3000 and windows[1] == 3000
+    assert error_rate([reference], [transcript.text], language) < 0.1

@@ -56,37 +56,33 @@ def test_the_encoder_sees_the_audio_plus_padding(clips, monkeypatch):
     assert seen and audio_frames + 300 <= seen[0] <= audio_frames + 302 < 3000
 
 
-@pytest.mark.timeout(120)
-def test_a_looping_short_window_decode_is_done_again_on_the_full_window(clips, monkeypatch):
-    recognizer = WhisperRecognizer(model_dir=MODEL_DIR, params=WhisperParams(window_padding_s=3.0))
+def _redecoded(recognizer, short_text: str, audio) -> tuple[list[int], str]:
+    """Windows decoded, and the text, when the short window's decode says ``short_text``."""
     decode = recognizer._decode
     windows: list[int] = []
 
-    def looping_when_short(features, language, window):
+    def scripted_when_short(features, language, window):
         windows.append(window)
-        if window < 3000:
-            return "A thin stripe runs down the middle. A thin stripe runs down the middle.", "en"
-        return decode(features, language, window)
+        return (short_text, "en") if window < 3000 else decode(features, language, window)
 
-    monkeypatch.setattr(recognizer, "_decode", looping_when_short)
+    recognizer._decode = scripted_when_short
+    return windows, recognizer.transcribe(audio).text
+
+
+@pytest.mark.timeout(120)
+def test_a_looping_short_window_decode_is_done_again_on_the_full_window(clips):
+    recognizer = WhisperRecognizer(model_dir=MODEL_DIR, params=WhisperParams(window_padding_s=3.0))
     audio, language, reference = clips[0]
-    transcript = recognizer.transcribe(audio)
+    windows, text = _redecoded(recognizer, "A thin stripe runs down the middle. A thin stripe runs down the middle.",
+                               audio)
     assert windows[0] < 3000 and windows[1] == 3000
-    assert error_rate([reference], [transcript.text], language) == 0.0
+    assert error_rate([reference], [text], language) == 0.0
 
 
 @pytest.mark.timeout(120)
-def test_a_short_window_decode_that_stopped_early_is_done_again_on_the_full_window(clips, monkeypatch):
+def test_a_short_window_decode_that_stopped_early_is_done_again_on_the_full_window(clips):
     recognizer = WhisperRecognizer(model_dir=MODEL_DIR, params=WhisperParams(window_padding_s=3.0))
-    decode = recognizer._decode
-    windows: list[int] = []
-
-    def stops_early_when_short(features, language, window):
-        windows.append(window)
-        return ("1,0001", "en") if window < 3000 else decode(features, language, window)
-
-    monkeypatch.setattr(recognizer, "_decode", stops_early_when_short)
     audio, language, reference = clips[1]  # JFK, 11 s
-    transcript = recognizer.transcribe(audio)
+    windows, text = _redecoded(recognizer, "1,0001", audio)
     assert windows[0] < 3000 and windows[1] == 3000
-    assert error_rate([reference], [transcript.text], language) < 0.1
+    assert error_rate([reference], [text], language) < 0.1

@@ -16,31 +16,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
-import soxr
 
 from models import embedded_store
 from models.silero_vad import SileroVAD
 from models.whisper_asr import WhisperRecognizer
 from server.config import AssistantSection, Config
 from server.engines import Executors
+from tests.server.test_false_interruptions import RATE, clip, silence
 
-AUDIO_DIR = Path(__file__).resolve().parents[3] / "shared" / "audio"
 MODELS_DIR = Path(__file__).resolve().parents[2] / "var" / "models"
-RATE = 24_000
 pytestmark = pytest.mark.timeout(120)
-
-
-def clip(relative: str) -> np.ndarray:
-    audio, sr = sf.read(AUDIO_DIR / relative, dtype="float32")
-    if audio.ndim > 1:
-        audio = audio.mean(axis=1)
-    audio = soxr.resample(audio, sr, RATE)
-    return np.clip(audio * 32768, -32768, 32767).astype(np.int16)
-
-
-def silence(seconds: float) -> np.ndarray:
-    return np.zeros(int(seconds * RATE), np.int16)
 
 
 @pytest.fixture(scope="module")

@@ -211,7 +211,7 @@ class AudioSection:
     barge_in_confirm_speech_ms: int = 1200
     """Speech over an answer this long interrupts it whatever its words (longer than a backchannel)."""
     barge_in_max_pause_ms: int = 3000
-    """An answer paused over possible speech is cancelled after this if nothing resumed it."""
+    """An answer paused over short speech plays on after this if its words are still unknown."""
     max_turn_secs: int = 30
     """A turn longer than this is cut and answered (Whisper's window is 30 s)."""
 

@@ -10,13 +10,14 @@ LiveKit calls this ``resume_false_interruption``. The stages, and what the clien
    ``speech_stopped`` are held back here. Clients stop playback on ``speech_started`` (the
    web page does, and so do most Realtime clients), so sending it now would make an
    unmodified client drop the answer that may yet resume.
-3. **Verdict** (:meth:`BargeInPolicy.judge`): enough speech, real words (the speculative
-   transcript at the speech stop, or the turn's own), or the pause's time limit **confirm**:
+3. **Verdict** (:meth:`BargeInPolicy.judge`): enough speech or real words (the speculative
+   transcript at the speech stop, or the turn's own) **confirm**:
    the held events go out in their order, then the answer is cancelled and cut at what was
    heard, exactly as before (``response.done`` ``cancelled``). A click, a turn with no words
    or a backchannel **resume** the answer where it paused; the held turn is dropped without a
    trace (no user item: "uh-huh" is not a question, and keeping it would split the answer
    from the user's next words in the history), and the answer's transcript stays whole.
+   At the pause's time limit a short sound's answer plays on; its late words still judge it.
 
 Every method that the input pipeline calls is synchronous or returns at once; the only
 tasks are the ordered send of released events and the time limit (a timer handle).
@@ -168,8 +169,9 @@ class Interruptions:
 
     def _expired(self, hold: _Hold) -> None:
         hold.timer = None
-        if self._hold is hold:
-            self.observe(PauseExpired())
+        if self._hold is hold and self.observe(PauseExpired(speech_ms=hold.speech_ms)) is Verdict.RESUME:
+            log.info("pause limit after %d ms of speech: the answer resumes while its words are judged",
+                     hold.speech_ms)
 
     @staticmethod
     def _stop_timer(hold: _Hold) -> None:

@@ -6,7 +6,9 @@ words; a real interruption keeps going or says something. The verdict is
 :attr:`Verdict.CONFIRM` (cancel the answer and cut it at what was heard),
 :attr:`Verdict.RESUME` (a false interruption: the answer goes on where it paused)
 or :attr:`Verdict.WAIT` (not known yet). A pause never outlives
-``max_pause_ms``: then it is confirmed, so an answer cannot hang paused.
+``max_pause_ms``: then the answer resumes if the speech was shorter than a sure
+interruption (its words, late on a busy CPU, still judge it once they come) and is
+cancelled otherwise, so an answer cannot hang paused.
 
 The word rule also stands alone: a turn whose whole transcript is a backchannel
 never starts a new answer.
@@ -76,7 +78,8 @@ class InterruptionParams:
     """Speech this long over an answer interrupts it whatever its words: longer than any
     backchannel, even a slow "嗯——" (about 0.6-1 s)."""
     max_pause_ms: int = 3000
-    """A paused answer is cancelled after this, whatever is still unknown (a slow recogniser)."""
+    """A paused answer is not held longer than this (a slow recogniser): it resumes after a
+    short sound (most are backchannels; the words still judge it), or is cancelled."""
     short_speech_ms: int = 1000
     """Speech shorter than this with a few words that are neither a backchannel nor a stop word
     is taken for a sound the recogniser made words of (Whisper hears "2" or "我呢" in a "嗯")."""
@@ -104,6 +107,9 @@ class WordsHeard:
 @dataclass(frozen=True, slots=True)
 class PauseExpired:
     """``max_pause_ms`` since the answer paused."""
+
+    speech_ms: int = 0
+    """The longest speech run heard during the pause."""
 
 
 Evidence = OnsetWithdrawn | SpeechLasted | WordsHeard | PauseExpired
@@ -152,6 +158,8 @@ class BargeInPolicy:
                 return Verdict.CONFIRM if ms >= self.params.confirm_speech_ms else Verdict.WAIT
             case WordsHeard(text=text, speech_ms=speech_ms):
                 return Verdict.RESUME if self.is_false_interruption(text, speech_ms) else Verdict.CONFIRM
-            case PauseExpired():
-                return Verdict.CONFIRM
+            case PauseExpired(speech_ms=ms):
+                # A short sound whose words are still being decoded: losing the answer to a late
+                # "uh-huh" is worse than resuming it and cancelling when the words say "stop".
+                return Verdict.CONFIRM if ms >= self.params.confirm_speech_ms else Verdict.RESUME
         raise TypeError(f"not evidence: {evidence!r}")

@@ -47,8 +47,11 @@ POLICY = BargeInPolicy(params=InterruptionParams(confirm_speech_ms=1200, max_pau
     (WordsHeard("Okay, wait.", speech_ms=500), True, Verdict.CONFIRM),
     (WordsHeard("等等", speech_ms=400), True, Verdict.CONFIRM),
     (WordsHeard("北京呢", speech_ms=1400), True, Verdict.CONFIRM),  # long enough to be meant
-    (PauseExpired(), True, Verdict.CONFIRM),  # never hangs paused
-    (PauseExpired(), False, Verdict.CONFIRM),
+    # Never hangs paused: a short sound resumes (its late words still judge it), long speech cancels.
+    (PauseExpired(speech_ms=700), True, Verdict.RESUME),
+    (PauseExpired(speech_ms=0), False, Verdict.RESUME),
+    (PauseExpired(speech_ms=1200), True, Verdict.CONFIRM),
+    (PauseExpired(speech_ms=1500), False, Verdict.CONFIRM),
 ])
 def test_judge(evidence, words_pending, verdict):
     assert POLICY.judge(evidence, words_pending=words_pending) is verdict

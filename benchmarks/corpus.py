@@ -35,16 +35,29 @@ class Recording:
         return np.clip(audio * 32768, -32768, 32767).astype(np.int16)
 
 
-def speech_end_secs(pcm: np.ndarray, rate: int, *, frame_ms: int = 20, floor_db: float = -30.0) -> float:
-    """Where the speech in a recording ends: the end of its last 20 ms frame within ``floor_db``
-    of the loudest frame. Recordings carry trailing silence; "end of user audio" means this."""
+def _loud_frames(pcm: np.ndarray, rate: int, frame_ms: int, floor_db: float) -> tuple[np.ndarray, int]:
+    """Indexes of the 20 ms frames within ``floor_db`` of the loudest frame, and the frame length."""
     frame = rate * frame_ms // 1000
     usable = len(pcm) // frame * frame
     if usable == 0:
-        return len(pcm) / rate
+        return np.zeros(0, np.int64), frame
     rms = np.sqrt(np.mean(pcm[:usable].astype(np.float64).reshape(-1, frame) ** 2, axis=1))
-    loud = np.nonzero(rms >= rms.max() * 10 ** (floor_db / 20))[0]
-    return (loud[-1] + 1) * frame / rate
+    return np.nonzero(rms >= rms.max() * 10 ** (floor_db / 20))[0], frame
+
+
+def speech_end_secs(pcm: np.ndarray, rate: int, *, frame_ms: int = 20, floor_db: float = -30.0) -> float:
+    """Where the speech in a recording ends: the end of its last 20 ms frame within ``floor_db``
+    of the loudest frame. Recordings carry trailing silence; "end of user audio" means this."""
+    loud, frame = _loud_frames(pcm, rate, frame_ms, floor_db)
+    return (loud[-1] + 1) * frame / rate if loud.size else len(pcm) / rate
+
+
+def speech_start_secs(pcm: np.ndarray, rate: int, *, frame_ms: int = 20, floor_db: float = -30.0) -> float:
+    """Where the speech in a recording starts (its first frame within ``floor_db`` of the loudest).
+    A barge-in is timed from here: zh_cosyvoice_prompt.wav opens with 0.34 s of silence, which
+    the stop latency counted until 2026-12."""
+    loud, frame = _loud_frames(pcm, rate, frame_ms, floor_db)
+    return loud[0] * frame / rate if loud.size else 0.0
 
 
 def read_manifest(folder: Path) -> list[dict[str, str]]:

@@ -21,7 +21,7 @@ import aiohttp
 import numpy as np
 
 from benchmarks.client_playback import stop_ms_after
-from benchmarks.corpus import Recording, speech_end_secs
+from benchmarks.corpus import Recording, speech_end_secs, speech_start_secs
 from benchmarks.false_interruptions import FalseInterruptionRecord, OverlayClip, classify_answer
 from benchmarks.probe_records import BargeInRecord, ResponseTrack, TurnRecord, TurnTrack, finish_turn
 
@@ -457,7 +457,7 @@ class SessionProbe:
         await asyncio.wait_for(asyncio.shield(response.done), timeout)
         while not second.speech_start:
             await asyncio.sleep(0.005)
-        start = second.speech_start
+        start = second.speech_start + speech_start_secs(pcm, self.config.rate)  # the speech, not the file
         if response.status == "cancelled":
             record.status = "cancelled"
             record.cancel_ms = (response.done_at - start) * 1000  # type: ignore[operator]

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import soundfile
 
 from benchmarks.bench_report import compare_markdown, server_segments, summarize_level
-from benchmarks.corpus import Recording, speech_end_secs
+from benchmarks.corpus import Recording, speech_end_secs, speech_start_secs
 from benchmarks.harness import build_plan
 from benchmarks.latency_stats import compare_summaries, percentile, ratio, summarize
 from benchmarks.probe_records import engine_ms_after_turn_end
+
+SHARED_AUDIO = Path(__file__).resolve().parents[3] / "shared" / "audio"
 
 
 @pytest.mark.parametrize("q", [0, 10, 50, 90, 99, 100])
@@ -62,6 +67,14 @@ def test_speech_end_ignores_trailing_silence():
     speech = (np.sin(2 * np.pi * 220 * t) * 8000).astype(np.int16)
     pcm = np.concatenate([np.zeros(rate // 2, np.int16), speech, np.zeros(2 * rate, np.int16)])
     assert speech_end_secs(pcm, rate) == pytest.approx(0.5 + 1.23, abs=0.021)
+    assert speech_start_secs(pcm, rate) == pytest.approx(0.5, abs=0.021)
+
+
+def test_speech_start_of_the_mandarin_interruption_skips_its_leading_silence():
+    # The bench's Mandarin barge-in clip: its first 0.34 s are silence, not interrupting speech.
+    pcm, rate = soundfile.read(SHARED_AUDIO / "zh" / "zh_cosyvoice_prompt.wav", dtype="int16")
+    assert speech_start_secs(pcm, rate) == pytest.approx(0.34, abs=0.021)
+    assert speech_start_secs(np.zeros(1600, np.int16), 16_000) == 0.0
 
 
 def test_plan_rotates_per_session_and_interrupts_every_nth_turn(tmp_path):

@@ -155,6 +155,9 @@ class ChatModel(Protocol):
 
 
 class SpeechSynthesizer(Protocol):
+    """May also carry ``first_chunk_cjk_chars`` (int): a voice whose wait grows with the text asks
+    for an answer's first Mandarin words after that many ideographs (``ChunkerParams``)."""
+
     sample_rate: int
 
     def synthesize(self, text: str, *, voice: str | None = None, speed: float = 1.0) -> Iterator[np.ndarray]:

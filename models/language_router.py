@@ -45,6 +45,11 @@ class LanguageRoutedSynthesizer:
         self._by_language = dict(by_language)
         self.sample_rate: int = output_rate
 
+    @property
+    def first_chunk_cjk_chars(self) -> int | None:
+        """The Mandarin voice's wish for a short first chunk (see ``ChunkerParams``)."""
+        return getattr(self._by_language.get("zh", self._default), "first_chunk_cjk_chars", None)
+
     def engine_for(self, text: str) -> SpeechSynthesizer:
         return self._by_language.get(detect_language(text), self._default)
 

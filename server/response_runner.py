@@ -33,7 +33,7 @@ from streaming.audio_frames import FrameSplitter, int16_to_bytes, resample_once
 from streaming.closable_queue import ClosableQueue, QueueClosed
 from streaming.output_valve import OutputValve
 from streaming.playout_clock import PlayoutClock
-from streaming.sentence_chunker import SentenceChunker
+from streaming.sentence_chunker import ChunkerParams, SentenceChunker
 from streaming.speakable_text import SpeakableFilter
 from streaming.speech_handle import GenerationGate, SpeechHandle
 from streaming.spoken_transcript import SpokenTranscript
@@ -229,7 +229,9 @@ class ResponseRunner:
             raise EmptyAnswer("the LLM answered with no words")
 
     async def _generate(self, text_queue: ClosableQueue[str]) -> None:
-        chunker = SentenceChunker()
+        # A voice slow per character (Kokoro) asks for a short first chunk of Mandarin.
+        cjk_chars = getattr(self._engines.tts, "first_chunk_cjk_chars", None)
+        chunker = SentenceChunker(ChunkerParams(first_chunk_cjk_chars=cjk_chars))
         self.timeline.mark("llm_request")
         try:
             async for token in self._answer_text():

@@ -29,11 +29,20 @@ def _is_cjk(ch: str) -> bool:
     return "\u3000" <= ch <= "\u9fff" or "\uf900" <= ch <= "\uffef"
 
 
+def _is_ideograph(ch: str) -> bool:
+    return "\u3400" <= ch <= "\u9fff"
+
+
 @dataclass(frozen=True, slots=True)
 class ChunkerParams:
     first_chunk_min_chars: int = 10
     min_chars: int = 20
     max_chars: int = 200
+    first_chunk_cjk_chars: int | None = None
+    """A first chunk of Mandarin is cut where the LLM's text ends once it holds this many
+    ideographs and no clause mark came: for a voice whose wait grows with the text (Kokoro takes
+    2.2-3.2 s for a 14-20 character sentence on two cores, 0.9 s for 6). The cut falls between
+    two pieces the LLM streamed, so mostly between words. None: wait for a clause mark."""
 
 
 class SentenceChunker:
@@ -83,6 +92,9 @@ class SentenceChunker:
                     return end
             if i + 1 >= p.max_chars:
                 return _forced_cut(buf, p.max_chars)
+        if first and p.first_chunk_cjk_chars and buf and _is_ideograph(buf[-1]):
+            if sum(1 for ch in buf if _is_ideograph(ch)) >= p.first_chunk_cjk_chars:
+                return len(buf)
         return None
 
 

@@ -193,3 +193,14 @@ def test_router_routes_by_script_and_resamples():
     whole = soxr.resample(chinese.tone(), 24_000, 22_050)
     n = min(len(whole), len(audio))
     assert np.max(np.abs(audio[:n].astype(np.int32) - whole[:n])) < 200
+
+
+def test_router_passes_on_the_mandarin_voices_wish_for_a_short_first_chunk(kokoro):
+    from models.kokoro_tts import FIRST_CHUNK_CJK_CHARS
+
+    assert kokoro.first_chunk_cjk_chars == FIRST_CHUNK_CJK_CHARS
+    router = LanguageRoutedSynthesizer(default=ToneSynth(22_050), by_language={"zh": kokoro}, output_rate=22_050)
+    assert router.first_chunk_cjk_chars == FIRST_CHUNK_CJK_CHARS
+    plain = LanguageRoutedSynthesizer(default=ToneSynth(22_050), by_language={"zh": ToneSynth(24_000)},
+                                      output_rate=22_050)
+    assert plain.first_chunk_cjk_chars is None  # a voice that did not ask (CosyVoice streams) gets whole clauses

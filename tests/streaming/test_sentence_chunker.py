@@ -79,3 +79,33 @@ def test_no_text_lost_under_random_token_splits(text, _):
         out = chunk(tokens)
         assert out == expected
         assert re.sub(r"\s", "", "".join(out)) == re.sub(r"\s", "", text)
+
+
+# Qwen2.5's pieces for a Mandarin answer with no comma (one or two characters each).
+QWEN_PIECES = ["洗澡", "你", "以后", "能够", "做的", "比我", "还", "好用", "。", "谢谢", "你", "。"]
+
+
+def test_a_first_mandarin_chunk_is_cut_between_pieces_for_a_slow_voice():
+    params = ChunkerParams(first_chunk_cjk_chars=6)
+    # Six ideographs are reached inside "能够" (5 -> 7): the cut falls after the piece, never inside it.
+    assert chunk(QWEN_PIECES, params) == ["洗澡你以后能够", "做的比我还好用。谢谢你。"]
+    assert chunk(QWEN_PIECES) == ["洗澡你以后能够做的比我还好用。", "谢谢你。"]  # the default waits for the sentence
+
+
+def test_the_short_mandarin_cut_leaves_clauses_english_and_later_sentences_alone():
+    params = ChunkerParams(first_chunk_cjk_chars=6)
+    # A clause mark before six ideographs cuts as before.
+    assert chunk(["北京", "今天", "晴，", "气温", "二十", "度。"], params) == ["北京今天晴，", "气温二十度。"]
+    # English is never cut by it.
+    text = "Absolutely here is what I found about the weather in Berlin today."
+    assert chunk(llm_tokens(text), params) == [text]
+    # Only the first chunk: later Mandarin sentences stay whole.
+    out = chunk(["好的", "。"] + QWEN_PIECES, params)
+    assert out == ["好的。", "洗澡你以后能够做的比我还好用。", "谢谢你。"]
+    # Nothing lost under any split.
+    text = "".join(QWEN_PIECES)
+    rng = random.Random(3)
+    for _ in range(30):
+        cuts = sorted(rng.sample(range(1, len(text)), k=rng.randint(1, 10)))
+        tokens = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
+        assert "".join(chunk(tokens, params)) == text

@@ -121,6 +121,9 @@ class OpenAIChatModel:
         streamed = StreamedToolCalls()
         in_text = TextToolCalls(offered=offered)
         url = (base_url or self.params.base_url).rstrip("/") + "/chat/completions"
+        if log.isEnabledFor(logging.DEBUG):  # the whole prompt, for a wrong answer's post-mortem
+            log.debug("POST %s %s", url, json.dumps({k: v for k, v in body.items() if k != "tools"},
+                                                    ensure_ascii=False))
         async with self._client().post(url, json=body, headers=headers) as response:
             if response.status != 200:
                 detail = (await response.text())[:500]

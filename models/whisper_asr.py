@@ -88,13 +88,15 @@ class WhisperRecognizer:
         full window. A false alarm costs only the second decode.
         """
         features = self._model.feature_extractor(audio)[..., : self._model.feature_extractor.nb_max_frames]
-        text, language = self._decode(features, language, self._window(features.shape[-1]))
+        pinned = language
+        text, language, certainty = self._decode(features, language, self._window(features.shape[-1]))
         seconds = len(audio) / _SAMPLE_RATE_HZ
-        if (self._window(features.shape[-1]) < self._model.feature_extractor.nb_max_frames
-                and (_looks_looped(text) or _too_short(text, seconds))):
-            log.info("Whisper's short-window text looks wrong (%d chars for %.1f s); decoding the full window",
-                     len(text), seconds)
-            text, language = self._decode(features, language, self._model.feature_extractor.nb_max_frames)
+        if self._window(features.shape[-1]) < self._model.feature_extractor.nb_max_frames and (
+                _looks_looped(text) or _too_short(text, seconds)
+                or (seconds >= UNSURE_MIN_SECS and certainty < MIN_LANGUAGE_CERTAINTY)):
+            log.info("Whisper's short-window text looks unsure (%d chars for %.1f s, language %s at %.2f); "
+                     "decoding the full window", len(text), seconds, language, certainty)
+            text, language, _ = self._decode(features, pinned, self._model.feature_extractor.nb_max_frames)
         return text, language
 
     def _window(self, frames: int) -> int:
@@ -104,16 +106,19 @@ class WhisperRecognizer:
         padding = int(self.params.window_padding_s * _SAMPLE_RATE_HZ / self._model.feature_extractor.hop_length)
         return min(most, frames + padding + frames % 2)  # even: the encoder halves it
 
-    def _decode(self, features: np.ndarray, language: str | None, window: int) -> tuple[str, str]:
+    def _decode(self, features: np.ndarray, language: str | None, window: int) -> tuple[str, str, float]:
+        """The text, its language, and the encoder's certainty of that language (0-1)."""
         from faster_whisper.audio import pad_or_trim
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_suppressed_tokens
 
         model = self._model
         encoder_output = model.encode(pad_or_trim(features, length=window))
+        # One decoder step; asked even for a pinned language, as a measure of the encoder's certainty.
+        detected = {token[2:-2]: probability for token, probability in model.model.detect_language(encoder_output)[0]}
         if language is None:
-            token, _probability = model.model.detect_language(encoder_output)[0][0]
-            language = token[2:-2]
+            language = max(detected, key=detected.__getitem__)
+        certainty = detected.get(language, 0.0)
         tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language)
         prompt = list(tokenizer.sot_sequence) + [tokenizer.no_timestamps]
         if self.params.initial_prompt:
@@ -122,7 +127,7 @@ class WhisperRecognizer:
             encoder_output, [prompt], beam_size=self.params.beam_size, max_length=MAX_DECODE_TOKENS,
             suppress_blank=True, suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
         )[0]
-        return tokenizer.decode(result.sequences_ids[0]).strip(), language
+        return tokenizer.decode(result.sequences_ids[0]).strip(), language, certainty
 
 
 LOOP_COMPRESSION_RATIO = 2.4
@@ -135,6 +140,13 @@ decode on the full window, so the test is eager."""
 _WORDS = re.compile(r"[\w']+")
 
 
+MIN_LANGUAGE_CERTAINTY = 0.8
+UNSURE_MIN_SECS = 2.0
+"""On the short window Whisper misreads what it is unsure of: the shared spoken digits (language
+certainty 0.3-0.7, where plain speech is 0.97-1.0) came back as "1-001", "Nano-2-1-0" or
+"1,0001 第21 01803" for one VAD cut or another, and exactly on the full window for all of them.
+An utterance of 2 s or more whose language is that uncertain is decoded again on the full
+window (a backchannel is shorter: its words only judge a barge-in, and quickly)."""
 MIN_TEXT_UNITS_PER_S = 1.5
 """Characters per second of audio (a Chinese character counts 2) below which a transcript is taken
 for a decode stopped early; speech runs at about 12-15 (English) and 6-10 (Mandarin)."""

@@ -63,7 +63,7 @@ def _redecoded(recognizer, short_text: str, audio) -> tuple[list[int], str]:
 
     def scripted_when_short(features, language, window):
         windows.append(window)
-        return (short_text, "en") if window < 3000 else decode(features, language, window)
+        return (short_text, "en", 1.0) if window < 3000 else decode(features, language, window)
 
     recognizer._decode = scripted_when_short
     return windows, recognizer.transcribe(audio).text
@@ -86,3 +86,29 @@ def test_a_short_window_decode_that_stopped_early_is_done_again_on_the_full_wind
     windows, text = _redecoded(recognizer, "1,0001", audio)
     assert windows[0] < 3000 and windows[1] == 3000
     assert error_rate([reference], [text], language) < 0.1
+
+
+@pytest.mark.timeout(240)
+def test_spoken_digits_whisper_is_unsure_of_are_decoded_again_on_the_full_window(clips):
+    """The shared digits, cut as the VAD might (0.1-0.2 s of silence before them): the short window
+    alone read "1-0-0-0-1 Nano-2-1-0 0-1-8-0-3" and "1-001 90210 018-03", at a language certainty
+    of 0.38-0.58. Plain speech (certainty 0.97-1.0) is decoded once."""
+    import numpy as np
+    from faster_whisper.audio import decode_audio
+
+    recognizer = WhisperRecognizer(model_dir=MODEL_DIR, params=WhisperParams(window_padding_s=3.0))
+    windows: list[int] = []
+    decode = recognizer._decode
+    recognizer._decode = lambda features, language, window: windows.append(window) or decode(features, language, window)
+    digits = decode_audio(str(AUDIO_DIR / "en" / "en_vosk_digits.wav"), sampling_rate=16_000)
+    reference = "one zero zero zero one nine oh two one oh zero one eight zero three"
+    for lead_s, cut_s in ((0.1, 0.0), (0.2, 0.0), (0.2, 0.2)):
+        windows.clear()
+        audio = np.concatenate([np.zeros(int(lead_s * 16_000), np.float32), digits[:len(digits) - int(cut_s * 16_000)]])
+        text = recognizer.transcribe(audio).text
+        assert error_rate([reference], [text], "en") == 0.0, text
+        assert windows[0] < 3000 and windows[-1] == 3000
+    for audio, language, reference in clips:
+        windows.clear()
+        assert error_rate([reference], [recognizer.transcribe(audio).text], language) <= 0.1
+        assert len(windows) == 1 and windows[0] < 3000

@@ -92,9 +92,9 @@ class SentenceChunker:
                     return end
             if i + 1 >= p.max_chars:
                 return _forced_cut(buf, p.max_chars)
-        if first and p.first_chunk_cjk_chars and buf and _is_ideograph(buf[-1]):
-            if sum(1 for ch in buf if _is_ideograph(ch)) >= p.first_chunk_cjk_chars:
-                return len(buf)
+        if (first and p.first_chunk_cjk_chars and buf and _is_ideograph(buf[-1])
+                and sum(1 for ch in buf if _is_ideograph(ch)) >= p.first_chunk_cjk_chars):
+            return len(buf)
         return None
 
 

@@ -42,9 +42,10 @@ FIRST_CLAUSE_CHARS = 8
 first audio then comes after ~0.8 s instead of ~2.3 s, the wait falling at a comma."""
 FIRST_CHUNK_CJK_CHARS = 6
 """Asked of the sentence chunker (``first_chunk_cjk_chars``): an answer's first words go to
-Kokoro after six ideographs (0.9-1.0 s to synthesise) rather than a whole sentence (2.2-3.2 s
-for 14-20). At Kokoro's real-time factor of about 0.7 the rest of the sentence is ready
-before those words have played."""
+Kokoro after six ideographs (1.6-1.7 s to synthesise alone on two cores, 3.7-3.9 s while the
+LLM generates) rather than a whole sentence (2.2-3.2 s alone for 14-20). Kokoro's real-time
+factor alone is about 0.7, so the rest of the sentence is mostly ready before those words
+have played; with the LLM busy it is not, and a gap follows them."""
 SLICE_SECS = 0.5
 LEAD_PAD_SECS, TAIL_PAD_SECS = 0.1, 0.2
 """Kokoro pads each output with ~0.3 s of silence before and ~0.7 s after: we keep this much."""

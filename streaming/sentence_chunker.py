@@ -41,7 +41,7 @@ class ChunkerParams:
     first_chunk_cjk_chars: int | None = None
     """A first chunk of Mandarin is cut where the LLM's text ends once it holds this many
     ideographs and no clause mark came: for a voice whose wait grows with the text (Kokoro takes
-    2.2-3.2 s for a 14-20 character sentence on two cores, 0.9 s for 6). The cut falls between
+    2.2-3.2 s for a 14-20 character sentence on two cores, 1.6-1.7 s for 6). The cut falls between
     two pieces the LLM streamed, so mostly between words. None: wait for a clause mark."""
 
 

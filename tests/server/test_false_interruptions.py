@@ -270,13 +270,12 @@ async def test_pause_and_resume_with_full_queues_mid_clause(make_session, silero
     assert log.pauses and log.resumes == len(log.pauses)
 
 
-async def test_a_pause_never_outlives_its_limit_and_late_words_still_judge(make_session, silero):
-    """The recogniser is slow (a busy CPU): a short sound's pause ends at ``barge_in_max_pause_ms``
-    with the answer playing again, not cancelled (this cut "uh-huh" answers off in CI). The words,
-    once they come, still judge it: a backchannel leaves the answer whole."""
+async def paused_past_its_limit(make_session, silero, *, words: str, sentences: int):
+    """A 0.7 s sound over an answer while the recogniser is stuck: returns once the pause limit
+    (800 ms) let the answer play on, the words still unknown; then the recogniser says ``words``."""
     config = dataclasses.replace(Config(), audio=AudioSection(barge_in_max_pause_ms=800))
-    asr = BlockingASR("Uh-huh.")
-    llm, tts = Sentences(20), ClauseTTS()
+    asr = BlockingASR(words)
+    llm, tts = Sentences(sentences), ClauseTTS()
     harness, first = await answer(make_session, silero=silero, llm=llm, tts=tts, asr=asr, config=config)
     try:
         log = PauseLog(harness).install()
@@ -287,22 +286,21 @@ async def test_a_pause_never_outlives_its_limit_and_late_words_still_judge(make_
         assert harness.of_type("input_audio_buffer.speech_started") == []
     finally:
         asr.release.set()
+    return harness, first, llm, tts
+
+
+async def test_a_pause_never_outlives_its_limit_and_late_words_still_judge(make_session, silero):
+    """The recogniser is slow (a busy CPU): a short sound's pause ends at ``barge_in_max_pause_ms``
+    with the answer playing again, not cancelled (this cut "uh-huh" answers off in CI). The words,
+    once they come, still judge it: a backchannel leaves the answer whole."""
+    harness, first, llm, tts = await paused_past_its_limit(make_session, silero, words="Uh-huh.", sentences=20)
     await assert_answer_survived(harness, first, llm, tts)
 
 
 async def test_a_stop_word_late_after_the_pause_limit_still_cancels(make_session, silero):
     """The same slow recogniser, but the words are "Stop.": the resumed answer is cancelled when they
     come, and the held turn's events go out in order before the cancel."""
-    config = dataclasses.replace(Config(), audio=AudioSection(barge_in_max_pause_ms=800))
-    asr = BlockingASR("Stop.")
-    llm, tts = Sentences(40), ClauseTTS()
-    harness, first = await answer(make_session, silero=silero, llm=llm, tts=tts, asr=asr, config=config)
-    try:
-        log = PauseLog(harness).install()
-        await play(harness, np.concatenate([clip("en/en_harvard_spk1_snt5.wav", 0.15, 0.85), silence(0.6)]))
-        await asyncio.wait_for(log.resumed.wait(), timeout=5)
-    finally:
-        asr.release.set()
+    harness, first, _, _ = await paused_past_its_limit(make_session, silero, words="Stop.", sentences=40)
     cancelled = await harness.until(DONE, where=lambda e: e["response"]["id"] == first, timeout=10)
     assert cancelled["response"]["status"] == "cancelled"
     started = harness.of_type("input_audio_buffer.speech_started")

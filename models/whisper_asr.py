@@ -34,7 +34,7 @@ class WhisperParams:
     cpu_threads: int = 2
     compute_type: str = "int8"
     initial_prompt: str | None = None
-    window_padding_s: float = 3.0  # the model-level default; the server passes models.whisper_window_padding_s (0)
+    window_padding_s: float = 3.0  # the server passes models.whisper_window_padding_s (also 3 by default)
     """Silence the encoder sees after the speech. Whisper pads every input to 30 s, and on two
     cores encoding that window is most of a turn's recognition time. CTranslate2 encodes a
     shorter window (the positional table is cut to fit): audio + 3 s was 4-5x faster and as
@@ -82,10 +82,10 @@ class WhisperRecognizer:
         a second and a half of every turn's latency.
 
         The short window (``window_padding_s``) now and then sends the greedy decoder into a
-        loop ("A thin stripe runs down the middle. A thin stripe runs down ...") or stops it early
-        (the shared spoken digits came back as "1,0001" once in CI): a text that compresses like a
-        loop, by Whisper's own test, or that is far too short for the audio is decoded again on the
-        full window. A false alarm costs only the second decode.
+        loop ("A thin stripe runs down the middle. A thin stripe runs down ..."), stops it early, or
+        misreads spoken digits: a text that compresses like a loop, by Whisper's own test, that is
+        far too short for the audio, or that holds digits in a language Whisper is unsure of is
+        decoded again on the full window. A false alarm costs only the second decode.
         """
         features = self._model.feature_extractor(audio)[..., : self._model.feature_extractor.nb_max_frames]
         pinned = language

@@ -96,12 +96,12 @@ class ModelsSection:
     """Path of a hotwords file, one phrase per line, to bias recognition towards names and terms.
     Transducer models only (decoded with modified_beam_search then); others refuse it at start-up."""
     asr_language: str = ""
+    """Empty: detect per utterance. 'en' or 'zh' pins it (faster and steadier)."""
     whisper_window_padding_s: float = 3.0
     """Whisper encodes the utterance plus this much silence instead of a 30 s window (0: the full
     window): 0.5-0.7 s a turn instead of 2.0-2.1 s on two cores, as accurate on the shared clips.
-    A text that looks wrong (a loop, too few words) or whose language Whisper is unsure of is
-    decoded again on the full window (models/whisper_asr.py)."""
-    """Empty: detect per utterance. 'en' or 'zh' pins it (faster and steadier)."""
+    A text that looks wrong (a loop, too few words), or has digits in a language Whisper is
+    unsure of, is decoded again on the full window (models/whisper_asr.py)."""
     asr_partials: Literal["auto", "pocketsphinx", "off"] = "auto"
     """Live preview transcripts while the user speaks; the ASR's transcript stays the final one.
     'auto': the ASR's own when it streams (sherpa), else PocketSphinx (English only)."""
@@ -123,6 +123,10 @@ class ModelsSection:
     llm_server_slots: int = 4
     """Conversations llama-server serves at once, each on its own prompt cache; one more slot is
     kept for background summaries. More sessions than slots share slots (and re-read prompts)."""
+    llm_server_nice: int = 10
+    """How far below the server llama-server is scheduled (``nice``), so the voices and Whisper,
+    whose output the user waits for next, are not slowed by the answer's later tokens on a small
+    machine (models/llama_server_process.py has the figures). 0: the same priority."""
     tts: Literal["embedded", "cosyvoice"] = "embedded"
     """'embedded': Piper (English) and Kokoro (Mandarin) on the CPU; 'cosyvoice': section ``[cosyvoice]``."""
     tts_zh: Literal["kokoro", "none"] = "kokoro"

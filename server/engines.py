@@ -164,7 +164,8 @@ def _load_llama_server(config: Config, model_path: Path) -> ChatModel:
         raise ConfigError("models.llm_server_slots must be at least 1")
     server = LlamaServerParams(binary=llama_server_binary(config), model_path=model_path,
                                slots=m.llm_server_slots + 1,  # + one for background summaries
-                               context_tokens_per_slot=m.llm_context_tokens, threads=m.inference_threads)
+                               context_tokens_per_slot=m.llm_context_tokens, threads=m.inference_threads,
+                               nice=m.llm_server_nice)
     try:
         return LlamaServerChatModel(server=server, params=LlamaServerChatParams(model_name=m.llm))
     except LlamaServerError as exc:

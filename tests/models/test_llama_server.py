@@ -83,6 +83,30 @@ async def test_starts_healthy_and_stops_with_its_child(gguf):
         process.base_url
 
 
+def niceness(pid: int) -> set[int]:
+    """The nice value of every thread of a process (field 19 of each task's stat)."""
+    values = set()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/stat") as fh:
+            values.add(int(fh.read().split(")")[-1].split()[16]))
+    return values
+
+
+async def test_every_thread_of_the_child_runs_below_this_process(gguf):
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    for nice, expected in ((7, min(19, own + 7)), (0, own)):
+        process = LlamaServerProcess(server_params(gguf, nice=nice))
+        process.start()
+        try:
+            await process.wait_ready(READY_S)
+            assert process.pid is not None
+            threads = niceness(process.pid)
+            assert len(os.listdir(f"/proc/{process.pid}/task")) > 1  # its worker threads too
+            assert threads == {expected}
+        finally:
+            await process.aclose()
+
+
 async def test_a_killed_server_is_restarted_on_a_fresh_child(gguf):
     process = LlamaServerProcess(server_params(gguf, first_restart_delay_s=0.1))
     process.start()

@@ -129,6 +129,8 @@ class ChatMessage:
 class GenerationParams:
     max_tokens: int = 256
     temperature: float = 0.7
+    seed: int | None = None
+    """The sampler's seed (the same prompt gets the same answer); None: the engine picks one."""
     adapter: str | None = None
     """A LoRA adapter served beside the base model (vLLM); a persona names its own."""
     tools: tuple[ToolSpec, ...] = ()

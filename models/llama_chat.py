@@ -61,6 +61,8 @@ class LlamaChatModel:
             messages = [*messages, ChatMessage("system", self._nudge)]
         request: dict[str, Any] = {"messages": template_messages(messages), "max_tokens": params.max_tokens,
                                    "temperature": params.temperature, "stream": True}
+        if params.seed is not None:
+            request["seed"] = params.seed
         if offered:
             request |= {"tools": tool_payload(offered), "tool_choice": params.tool_choice}
 

@@ -113,6 +113,8 @@ class OpenAIChatModel:
             "temperature": params.temperature,
             "stream": True,
         }
+        if params.seed is not None:
+            body["seed"] = params.seed
         if params.tools:
             body |= {"tools": tool_payload(params.tools), "tool_choice": params.tool_choice}
         if extra_body:

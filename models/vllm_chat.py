@@ -88,7 +88,7 @@ class VLLMChatModel:
         from vllm.sampling_params import RequestOutputKind  # noqa: PLC0415
 
         return SamplingParams(max_tokens=params.max_tokens, temperature=params.temperature,
-                              output_kind=RequestOutputKind.DELTA)
+                              seed=params.seed, output_kind=RequestOutputKind.DELTA)
 
     async def stream_chat(self, messages: Sequence[ChatMessage],
                           params: GenerationParams) -> AsyncIterator[str | ToolCall]:

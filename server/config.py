@@ -139,6 +139,9 @@ class AssistantSection:
     instructions: str = DEFAULT_INSTRUCTIONS
     max_output_tokens: int = 200
     temperature: float = 0.6
+    seed: int = -1
+    """The sampler's seed for every answer; -1: a fresh one each time. A fixed seed makes the same
+    conversation get the same answers, so two ``tingshuo bench`` runs compare the same work."""
     llm_first_token_timeout_s: float = 30.0
     """An LLM that sends no first token this long fails the response (an ``error`` event) instead of hanging."""
     llm_token_timeout_s: float = 15.0

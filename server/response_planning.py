@@ -81,6 +81,7 @@ def plan_response(request: ResponseRequest, *, config: Config, tools: ToolChoice
     return ResponsePlan(
         response_id=request.response_id, item_id=request.item_id, messages=messages,
         generation=GenerationParams(max_tokens=request.max_tokens, temperature=assistant.temperature,
+                                    seed=assistant.seed if assistant.seed >= 0 else None,
                                     adapter=request.adapter, tools=(*tools.server_tools, *tools.client_tools),
                                     tool_choice=tools.tool_choice if tools.client_tools else "auto",
                                     conversation=request.conversation),

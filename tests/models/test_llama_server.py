@@ -265,3 +265,20 @@ async def test_the_child_dies_with_a_parent_killed_outright(gguf):
         return not alive(child)
 
     await until(gone, timeout_s=10, what="llama-server gone after its parent was killed")
+
+
+async def test_a_seed_makes_a_sampled_answer_repeat_and_none_lets_it_vary(llm):
+    """``assistant.seed`` reaches the engine: at a high temperature the same prompt gets the same
+    answer for the same seed, on any slot, and varies without one."""
+    async def sampled(conversation: str, seed: int | None) -> str:
+        params = GenerationParams(max_tokens=24, temperature=1.5, seed=seed, conversation=conversation)
+        parts = []
+        async with aclosing(llm.stream_chat([ChatMessage("user", "Tell me about the sea.")], params)) as stream:
+            async for item in stream:
+                parts.append(item)
+        return "".join(parts)
+
+    seeded = {await sampled(f"sess_{i}", 11) for i in range(3)}
+    assert len(seeded) == 1 and next(iter(seeded)).strip()
+    unseeded = {await sampled(f"sess_{i}", None) for i in range(3)}
+    assert len(unseeded) > 1, unseeded

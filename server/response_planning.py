@@ -33,6 +33,8 @@ class ResponseRequest:
     adapter: str | None
     conversation: str
     """The session's id: a llama-server keeps one conversation's prompt cached on one slot."""
+    speaker: str = ""
+    """The persona's name: a label of it in front of the answer is dropped (streaming/speaker_label.py)."""
 
     @property
     def speaks(self) -> bool:
@@ -50,7 +52,7 @@ class ResponseRequest:
             output_rate_hz=settings.output_rate_hz, voice=settings.voice, speed=settings.speed,
             binary_audio=settings.binary_audio,
             adapter=settings.llm_adapter or config.assistant.llm_adapter or None,
-            conversation=settings.id,
+            conversation=settings.id, speaker=settings.persona.name if settings.persona else "",
         )
 
     def to_wire(self, *, status: str, conversation_id: str, output: list[dict[str, Any]],
@@ -92,4 +94,5 @@ def plan_response(request: ResponseRequest, *, config: Config, tools: ToolChoice
         tts_chunk_timeout_s=assistant.tts_chunk_timeout_s, fixed_text=fixed_text,
         server_tools=frozenset(t.name for t in tools.server_tools), max_tool_rounds=assistant.max_tool_rounds,
         filler_after_s=assistant.tool_filler_after_s, filler_text=filler_text,
+        speaker_names=(request.speaker,) if request.speaker else (),
     )

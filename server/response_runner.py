@@ -35,6 +35,7 @@ from streaming.output_valve import OutputValve
 from streaming.playout_clock import PlayoutClock
 from streaming.sentence_chunker import ChunkerParams, SentenceChunker
 from streaming.speakable_text import SpeakableFilter
+from streaming.speaker_label import SpeakerLabelFilter
 from streaming.speech_handle import GenerationGate, SpeechHandle
 from streaming.spoken_transcript import SpokenTranscript
 
@@ -79,6 +80,8 @@ class ResponsePlan:
     max_tool_rounds: int = 3
     filler_after_s: float = 0.6
     filler_text: str = ""
+    speaker_names: tuple[str, ...] = ()
+    """The persona's names, besides the generic ones, whose label in front of the answer is dropped."""
 
 
 @dataclass
@@ -190,6 +193,8 @@ class ResponseRunner:
         which then goes on answering (up to ``max_tool_rounds`` calls); a client tool ends
         the response with its call, and the client's output starts the next one."""
         messages = list(self.plan.messages)
+        # Never a label in front of a fixed text (an apology); the LLM's answers lose theirs.
+        label = SpeakerLabelFilter(self.plan.speaker_names) if self.plan.fixed_text is None else None
         for round_ in range(self.plan.max_tool_rounds + 1):
             params = self.plan.generation
             if round_ == self.plan.max_tool_rounds:
@@ -200,8 +205,12 @@ class ResponseRunner:
                 async for piece in self._timed_tokens(stream):
                     if isinstance(piece, ToolCall):
                         calls.append(piece)
-                    else:
+                    elif label is None:
                         yield piece
+                    elif text := label.push(piece):
+                        yield text
+                if label is not None and (text := label.finish()):
+                    yield text
             finally:
                 await stream.aclose()
             if not calls or self._tools is None:

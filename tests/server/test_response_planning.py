@@ -1,5 +1,7 @@
 """What an answer is generated with: the configured sampler settings reach the engine's parameters."""
 
+import dataclasses
+
 import pytest
 
 from server.config import load_config
@@ -19,3 +21,14 @@ def test_the_configured_seed_is_the_answers_seed_and_minus_one_means_none(settin
                          fixed_text=None, filler_text="")
     assert plan.generation.seed == expected
     assert plan.generation.temperature == 0.9
+
+
+def test_the_personas_name_is_a_label_the_answer_drops():
+    config = load_config(environ={})
+    named = dataclasses.replace(request(), speaker="Mei")
+    plan = plan_response(named, config=config, tools=ToolChoice((), (), "auto"), messages=[], fixed_text=None,
+                         filler_text="")
+    assert plan.speaker_names == ("Mei",)
+    plan = plan_response(request(), config=config, tools=ToolChoice((), (), "auto"), messages=[], fixed_text=None,
+                         filler_text="")
+    assert plan.speaker_names == ()

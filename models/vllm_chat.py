@@ -87,8 +87,8 @@ class VLLMChatModel:
         from vllm import SamplingParams  # noqa: PLC0415
         from vllm.sampling_params import RequestOutputKind  # noqa: PLC0415
 
-        return SamplingParams(max_tokens=params.max_tokens, temperature=params.temperature,
-                              seed=params.seed, output_kind=RequestOutputKind.DELTA)
+        return SamplingParams(max_tokens=params.max_tokens, temperature=params.temperature, seed=params.seed,
+                              output_kind=RequestOutputKind.DELTA)
 
     async def stream_chat(self, messages: Sequence[ChatMessage],
                           params: GenerationParams) -> AsyncIterator[str | ToolCall]:

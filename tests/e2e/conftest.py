@@ -97,7 +97,25 @@ def whisper():
                                                                          REPO / "var" / "models"))
 
     def transcribe(audio, rate: int, language: str = "en") -> str:
-        audio16 = soxr.resample(audio, rate, 16_000) if rate != 16_000 else audio
-        return recognizer.transcribe(audio16.astype("float32"), language=language).text
+        audio16 = (soxr.resample(audio, rate, 16_000) if rate != 16_000 else audio).astype("float32")
+        return " ".join(recognizer.transcribe(piece, language=language).text for piece in _pieces(audio16)).strip()
 
     return transcribe
+
+
+def _pieces(audio16, *, most_s: float = 25.0) -> list:
+    """A long answer in pieces of at most ``most_s``, each cut at the quietest 20 ms of its second
+    half. Whisper decodes audio over 30 s in 30 s windows without timestamps, and a window whose
+    decode ends early (an answer read as a list) loses the rest of that window's words."""
+    import numpy as np
+
+    most, frame = int(most_s * 16_000), 320
+    pieces, start = [], 0
+    while len(audio16) - start > most:
+        half = audio16[start + most // 2: start + most]
+        energy = np.sqrt((half[: len(half) // frame * frame].reshape(-1, frame) ** 2).mean(axis=1))
+        cut = start + most // 2 + int(np.argmin(energy)) * frame
+        pieces.append(audio16[start:cut])
+        start = cut
+    pieces.append(audio16[start:])
+    return pieces

@@ -30,6 +30,7 @@ class SamplingParams:
     max_tokens: int
     temperature: float
     output_kind: str
+    seed: int | None = None  # as vLLM's own: None lets the engine pick
 
 
 @pytest.fixture(autouse=True)
@@ -85,7 +86,7 @@ async def test_streams_deltas_with_the_models_own_chat_template():
     assert out == ["Hel", "lo", "!"]
     prompt, sampling, _, lora = engine.calls[0]
     assert prompt == "<template>system:Be brief.|user:Hello"
-    assert sampling == SamplingParams(max_tokens=32, temperature=0.2, output_kind="delta")
+    assert sampling == SamplingParams(max_tokens=32, temperature=0.2, output_kind="delta", seed=None)
     assert lora is None and engine.aborted == []  # a finished request needs no abort
 
 
@@ -127,3 +128,10 @@ def test_adapter_list_from_config():
     assert parse_adapters("") == {}
     with pytest.raises(ValueError):
         parse_adapters("broken")
+
+
+async def test_a_seed_reaches_the_engines_sampling_parameters():
+    engine = StandInEngine(["Hi"])
+    model = VLLMChatModel(PARAMS, engine=engine)
+    assert [p async for p in model.stream_chat(MESSAGES, GenerationParams(max_tokens=8, seed=7))] == ["Hi"]
+    assert engine.calls[0][1].seed == 7

@@ -63,9 +63,10 @@ class LlamaServerParams:
     nice: int = 10
     """How far below this process the child is scheduled (``nice``). On two cores the LLM's
     threads otherwise take the CPU from the voices and Whisper, whose next output the user is
-    waiting for: Piper's first audio while an answer decodes was 310 ms (p50) at 0 and 162 ms at
-    10 (110-126 ms alone), Kokoro's six characters 3.5 s and 1.7 s (1.35-1.5 s alone), and the
-    LLM decoded as fast (17.9 and 17.6 tokens/s). 0: the same priority."""
+    waiting for: Piper's first audio while an answer decodes was 342 ms (p50) at 0 and 181 ms at
+    10 (135 ms alone), Kokoro's first Mandarin chunk 3,214 and 1,473 ms (1,383 ms alone), and the
+    LLM decoded 8.9 and 10.4 tokens/s (``python -m benchmarks.voice_contention 0 10``). 0: the
+    same priority."""
     startup_timeout_s: float = 120.0
     stop_timeout_s: float = 5.0
     first_restart_delay_s: float = 0.5

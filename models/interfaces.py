@@ -156,6 +156,17 @@ class ChatModel(Protocol):
     ) -> AsyncIterator[str | ToolCall]: ...
 
 
+@runtime_checkable
+class PromptCachingChatModel(Protocol):
+    """A chat model that keeps each conversation's prompt cached between requests (llama-server's
+    slots). The next answer's prompt is known up to the user's words as soon as an answer ends:
+    reading that head then, while the user listens and speaks, takes it off the next answer's wait."""
+
+    async def prefill(self, messages: Sequence[ChatMessage], params: GenerationParams) -> None:
+        """Read ``messages`` into ``params.conversation``'s cache; generate nothing worth keeping."""
+        ...
+
+
 class SpeechSynthesizer(Protocol):
     """May also carry ``first_chunk_cjk_chars`` (int): a voice whose wait grows with the text asks
     for an answer's first Mandarin words after that many ideographs (``ChunkerParams``)."""

@@ -55,6 +55,17 @@ class LlamaServerChatModel:
         await self._chat.aclose()
         await self.process.aclose()
 
+    async def prefill(self, messages: Sequence[ChatMessage], params: GenerationParams) -> None:
+        """Reads ``messages`` into the conversation's slot (:class:`models.interfaces.PromptCachingChatModel`).
+
+        One token is asked for and dropped: llama-server samples it from the prompt's last logits
+        and does not feed it back. The slot then holds the rendered ``messages``, and a next request
+        whose prompt starts the same way reads only what follows the common part."""
+        stream = self.stream_chat(messages, dataclasses.replace(params, max_tokens=1))
+        async with aclosing(stream):
+            async for _ in stream:
+                pass
+
     async def stream_chat(self, messages: Sequence[ChatMessage],
                           params: GenerationParams) -> AsyncIterator[str | ToolCall]:
         try:

@@ -23,7 +23,8 @@ from server.session_settings import TurnDetectionSettings
 from server.stage_executor import StageTimeout, run_with_deadline
 from streaming.audio_frames import FrameSplitter, StreamResampler
 from streaming.turn_policy import TurnDecision, TurnPolicy
-from streaming.vad_gate import OnsetWithdrawn, SpeechOnset, SpeechStarted, SpeechStopped, VADGate, VADParams
+from streaming.vad_gate import (OnsetWithdrawn, SpeechOnset, SpeechPaused, SpeechResumed, SpeechStarted, SpeechStopped,
+                                VADGate, VADParams)
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,15 @@ class InputHooks(Protocol):
         """``audio`` is the turn so far: a recogniser may start on it before the turn end is decided."""
         ...
 
+    def on_speech_paused(self, audio: np.ndarray) -> None:
+        """A shorter silence than the stop's (``early_asr_pause_ms``): the turn so far, for a
+        recogniser with nothing else to do. Synchronous."""
+        ...
+
+    def on_pause_resumed(self) -> None:
+        """Speech again after ``on_speech_paused``, before the stop. Synchronous."""
+        ...
+
     async def on_utterance(self, utterance: Utterance) -> None: ...
 
     def on_turn_audio(self, audio: np.ndarray) -> None:
@@ -98,7 +108,8 @@ class _TurnBuffer:
 class AudioInput:
     def __init__(self, *, engines: Engines, hooks: InputHooks, input_rate_hz: int,
                  turn_detection: TurnDetectionSettings | None, vad_start_ms: int, max_turn_secs: int,
-                 vad_timeout_s: float = 5.0, turn_model_timeout_s: float = 2.0) -> None:
+                 vad_timeout_s: float = 5.0, turn_model_timeout_s: float = 2.0, pause_ms: int = 0) -> None:
+        """``pause_ms``: silence that calls ``on_speech_paused`` (0: never; see ``VADParams.pause_ms``)."""
         self._engines = engines
         self._hooks = hooks
         self._vad_stream = engines.vad.open_stream()
@@ -106,6 +117,7 @@ class AudioInput:
         self._frame_ms = self._vad_stream.frame_samples * 1000 // MODEL_SAMPLE_RATE_HZ
         self._resampler = StreamResampler(in_rate=input_rate_hz, out_rate=MODEL_SAMPLE_RATE_HZ)
         self._vad_start_ms = vad_start_ms
+        self._pause_ms = pause_ms
         self._vad_timeout_s = vad_timeout_s
         self._turn_model_timeout_s = turn_model_timeout_s
         self._max_turn_samples = max_turn_secs * MODEL_SAMPLE_RATE_HZ
@@ -130,6 +142,7 @@ class AudioInput:
                 start_ms=self._vad_start_ms,
                 stop_ms=self._policy.vad_stop_ms(turn_detection.silence_duration_ms),
                 prefix_padding_ms=turn_detection.prefix_padding_ms,
+                pause_ms=self._pause_ms,
             )
             gate = VADGate(params=params, frame_ms=self._frame_ms)
             if getattr(self, "_gate", None) is not None:
@@ -185,6 +198,10 @@ class AudioInput:
                     await self._speech_started(event)
                 elif isinstance(event, SpeechStopped):
                     await self._speech_stopped(event)
+                elif isinstance(event, SpeechPaused):
+                    self._hooks.on_speech_paused(self._turn.audio())
+                elif isinstance(event, SpeechResumed):
+                    self._hooks.on_pause_resumed()
         if turn_audio:
             self._hooks.on_turn_audio(np.concatenate(turn_audio))
         if self._gate.in_speech and self._turn.samples >= self._max_turn_samples:

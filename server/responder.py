@@ -33,7 +33,7 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from models.interfaces import ChatMessage
+from models.interfaces import ChatMessage, PromptCachingChatModel
 from server import events
 from server.apologies import apology, filler
 from server.audio_input import AudioInput
@@ -43,7 +43,8 @@ from server.engines import Engines
 from server.latency import TurnTimeline
 from server.metrics import ServerMetrics
 from server.preemptive_answer import Outcome, PreemptiveAnswer, PreparedRequest
-from server.response_planning import ResponseRequest, ToolChoice, plan_response
+from server.prompt_warmup import warm_next_prompt
+from server.response_planning import ResponseRequest, ToolChoice, instructions_for, plan_response
 from server.response_runner import ResponseOutcome, ResponseRunner
 from server.session_settings import SessionSettings
 from server.session_thinking import SessionThinking
@@ -122,9 +123,11 @@ class Responder:
         """Responses waiting in ``create`` for the one before them to end (graceful shutdown waits for them)."""
         self._creating = asyncio.Lock()
         self._by_item: dict[str, AssistantResponse] = {}
+        """Spoken responses by item id, for ``conversation.item.truncate``."""
         self._preemption: PreemptiveAnswer | None = None
         """An answer started on the transcript so far, before the turn's end (:meth:`preempt`)."""
-        """Spoken responses by item id, for ``conversation.item.truncate``."""
+        self._warming: asyncio.Task[None] | None = None
+        """The next prompt's head being read into the LLM's cache (:meth:`_warm_next_prompt`)."""
 
     # -- state ------------------------------------------------------------------------
     @property
@@ -279,10 +282,22 @@ class Responder:
                       language: str | None) -> tuple[list[ChatMessage], str]:
         """The LLM's messages for an answer to ``history``, and the citations line."""
         query = next((m.content for m in reversed(history) if m.role == "user"), "")
-        hint = self._host.config.assistant.tool_hint if tools.server_tools else ""
-        prepared = await self._host.thinking.prepare(
-            instructions=f"{request.instructions} {hint}".strip(), history=history, query=query, language=language)
+        prepared = await self._host.thinking.prepare(instructions=instructions_for(request, tools, self._host.config),
+                                                     history=history, query=query, language=language)
         return prepared.messages, prepared.citations
+
+    def _warm_next_prompt(self) -> None:
+        """Reads the next turn's prompt up to the user's words into the LLM's cache
+        (:mod:`server.prompt_warmup`), while the user listens to this answer."""
+        host, llm = self._host, self._host.engines.llm
+        if not isinstance(llm, PromptCachingChatModel) or host.closed:
+            return
+        if self._warming is not None:
+            self._warming.cancel()
+        self._warming = host.spawn(warm_next_prompt(
+            llm, host.thinking, request=ResponseRequest.from_settings(host.settings, {}, host.config),
+            tools=self._tool_choice(), history=host.conversation.chat_history(), language=self._language(),
+            config=host.config), name="prompt-warmup")
 
     # -- preemptive generation ----------------------------------------------------------
     def preempt(self, user_text: str, language: str | None, on_outcome: Outcome | None = None) -> bool:
@@ -376,6 +391,8 @@ class Responder:
         response.handle.mark_done()
         if status == "completed":
             host.thinking.after_answer()
+            if response.runner is not None and response.runner.plan.fixed_text is None:
+                self._warm_next_prompt()
         if status == "failed":
             await self._apologise_for(response)
         if status == "completed" and speaks and response.runner is not None:

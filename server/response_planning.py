@@ -77,6 +77,12 @@ class ToolChoice:
     tool_choice: str
 
 
+def instructions_for(request: ResponseRequest, tools: ToolChoice, config: Config) -> str:
+    """The request's instructions, and the hint on when to call the server's tools when any are offered."""
+    hint = config.assistant.tool_hint if tools.server_tools else ""
+    return f"{request.instructions} {hint}".strip()
+
+
 def plan_response(request: ResponseRequest, *, config: Config, tools: ToolChoice, messages: list[ChatMessage],
                   fixed_text: str | None, filler_text: str) -> ResponsePlan:
     assistant = config.assistant

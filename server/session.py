@@ -90,7 +90,7 @@ class RealtimeSession:
             engines=engines, hooks=self.turns, input_rate_hz=self.settings.input_rate_hz,
             turn_detection=self.settings.turn_detection, vad_start_ms=audio.vad_start_ms,
             max_turn_secs=audio.max_turn_secs, vad_timeout_s=config.assistant.vad_timeout_s,
-            turn_model_timeout_s=config.assistant.turn_model_timeout_s,
+            turn_model_timeout_s=config.assistant.turn_model_timeout_s, pause_ms=audio.early_asr_pause_ms,
         )
 
     # -- sending and tasks ------------------------------------------------------------

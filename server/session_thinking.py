@@ -172,6 +172,16 @@ class SessionThinking:
         self._dropped = window.dropped
         return PreparedPrompt(messages=list(window.messages), citations=citations_line(passages))
 
+    def prompt_head(self, *, instructions: str, history: Sequence[ChatMessage],
+                    language: str | None) -> list[ChatMessage]:
+        """The next answer's prompt as far as it is known before the user speaks: ``history`` and an
+        empty user turn. A guess to warm the LLM's cache with, so it searches nothing (that needs the
+        question) and leaves the summary job and the dropped turns alone."""
+        parts = PromptParts(instructions=instructions, memory=self._memory_text, passages=(), language=language)
+        window = assemble(parts, [*history, ChatMessage(role="user", content="")],
+                          budget_tokens=self._config.memory.history_token_budget, summary=self._summariser.summary)
+        return list(window.messages)
+
     def after_answer(self) -> None:
         """Summarise what fell out of the window while the user listens to the answer."""
         if getattr(self, "_dropped", ()):

@@ -65,6 +65,7 @@ class StageExecutor(Executor):
         self._jobs: deque[_Job] = deque()
         self._worker: threading.Thread | None = None
         self._overdue_at: float | None = None
+        self._running = False
         self._shutdown = False
         self._names = itertools.count()
 
@@ -103,6 +104,7 @@ class StageExecutor(Executor):
                 future = job.future
                 if not future.set_running_or_notify_cancel():
                     continue
+                self._running = True
                 self._overdue_at = None if job.timeout_s is None else time.monotonic() + job.timeout_s
             try:
                 result = job.fn(*job.args, **job.kwargs)
@@ -114,6 +116,13 @@ class StageExecutor(Executor):
                 with self._cond:
                     if self._worker is me:
                         self._overdue_at = None
+                        self._running = False
+
+    @property
+    def idle(self) -> bool:
+        """Nothing running and nothing queued: work started now would start at once."""
+        with self._cond:
+            return not self._running and not self._jobs
 
     def overdue(self) -> bool:
         """Whether the running job has run past its own deadline (it is stuck)."""
@@ -127,6 +136,7 @@ class StageExecutor(Executor):
             if self._shutdown:
                 return
             self.replacements += 1
+            self._running = False
             self._start_worker()
             self._cond.notify_all()
         log.error("the %s worker was stuck; replaced it (%d so far)", self.stage, self.replacements)

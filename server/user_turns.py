@@ -77,6 +77,8 @@ class _EarlyDecode:
 
     samples: int
     task: asyncio.Task[Transcript]
+    at_pause: bool = False
+    """Started at a pause shorter than the stop's: speech again makes it stale."""
     started_at: float = field(default_factory=time.monotonic)
     finished_at: float | None = None
 
@@ -169,6 +171,13 @@ class UserTurns:
         # The turn usually ends on exactly this audio, so decoding it now overlaps Whisper with the
         # end-of-turn decision. If the user goes on, the result is dropped. A streaming ASR that
         # made the previews already has the turn decoded: nothing to start.
+        early = self._early
+        if early is not None and early.at_pause and not held:
+            # Decoded from the pause on: what came since is the stop's silence. The turn ends on
+            # this audio as on that, so the transcript stands for it.
+            early.samples, early.at_pause = len(audio), False
+            early.task.add_done_callback(lambda done: self._read_pause(early, done))
+            return
         self._discard_early()
         if self._partials is not None and self._partials.will_give_final(self._speech_item_id):
             return
@@ -182,6 +191,25 @@ class UserTurns:
             self._interruptions.hold_event(stopped, words_pending=task is not None)
             if task is not None:
                 task.add_done_callback(lambda done: self._judge_early_words(item_id, done))
+
+    def on_speech_paused(self, audio: np.ndarray) -> None:
+        """A short pause: the turn so far is recognised now if the recogniser is free, so that
+        at the stop its transcript is (nearly) ready. Never when it would queue: then it would
+        delay the decode of a turn that did end, another session's or this one's."""
+        host = self._host
+        if (self._early is not None or self._interruptions.holds_turn(self._speech_item_id)
+                or not host.engines.executors.asr.idle
+                or (self._partials is not None and self._partials.will_give_final(self._speech_item_id))):
+            return
+        task = host.spawn(self._recognise(audio), name="pause-asr")
+        if task is not None:
+            early = self._early = _EarlyDecode(samples=len(audio), task=task, at_pause=True)
+            task.add_done_callback(early.finished)
+
+    def on_pause_resumed(self) -> None:
+        """The user went on after the short pause: its decode is stale."""
+        if self._early is not None and self._early.at_pause:
+            self._discard_early()
 
     def _judge_early_words(self, item_id: str, task: asyncio.Task[Transcript]) -> None:
         if task.cancelled() or task.exception() is not None or not self._interruptions.holds_turn(item_id):

@@ -29,6 +29,8 @@ class VADParams:
     start_ms: int = 96
     stop_ms: int = 500
     prefix_padding_ms: int = 300
+    pause_ms: int = 0
+    """Silence that reports a :class:`SpeechPaused` before the stop (0, or not below ``stop_ms``: never)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +59,21 @@ class SpeechStopped:
     audio_end_ms: int
 
 
-VADEvent = SpeechOnset | OnsetWithdrawn | SpeechStarted | SpeechStopped
+@dataclass(frozen=True, slots=True)
+class SpeechPaused:
+    """``pause_ms`` of silence, not yet the stop: work on the speech so far may start, at a risk."""
+
+    audio_end_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechResumed:
+    """Speech again after a :class:`SpeechPaused`, before the stop: that work is stale."""
+
+    audio_ms: int
+
+
+VADEvent = SpeechOnset | OnsetWithdrawn | SpeechStarted | SpeechStopped | SpeechPaused | SpeechResumed
 
 
 @dataclass(slots=True)
@@ -80,6 +96,7 @@ class VADGate:
         self._position_ms = 0
         self._run_ms = 0  # length of the current STARTING or SPEAKING run
         self._stop_run_ms = 0  # length of the silence inside STOPPING
+        self._paused = False  # a SpeechPaused went out for the silence in progress
         self._pending: list[np.ndarray] = []  # frames of a start not yet confirmed
         self._preroll: deque[np.ndarray] = deque(maxlen=max(1, params.prefix_padding_ms // frame_ms))
 
@@ -130,6 +147,9 @@ class VADGate:
                 if voiced:
                     self.state = VADState.SPEAKING
                     self._run_ms += self._stop_run_ms + self.frame_ms
+                    if self._paused:
+                        self._paused = False
+                        update.events.append(SpeechResumed(audio_ms=self._position_ms - self.frame_ms))
                 else:
                     self._stop_run_ms += self.frame_ms
                     self._check_stop(update)
@@ -149,10 +169,14 @@ class VADGate:
     def _check_stop(self, update: VADUpdate) -> None:
         if self._stop_run_ms >= self.params.stop_ms:
             update.events.append(SpeechStopped(audio_end_ms=self._position_ms - self._stop_run_ms))
-            self.state, self._run_ms = VADState.QUIET, 0
+            self.state, self._run_ms, self._paused = VADState.QUIET, 0, False
+        elif not self._paused and 0 < self.params.pause_ms <= self._stop_run_ms:
+            self._paused = True
+            update.events.append(SpeechPaused(audio_end_ms=self._position_ms - self._stop_run_ms))
 
     def reset(self) -> None:
         self.state = VADState.QUIET
         self._run_ms = 0
+        self._paused = False
         self._pending = []
         self._preroll.clear()

@@ -282,3 +282,33 @@ async def test_a_seed_makes_a_sampled_answer_repeat_and_none_lets_it_vary(llm):
     assert len(seeded) == 1 and next(iter(seeded)).strip()
     unseeded = {await sampled(f"sess_{i}", None) for i in range(3)}
     assert len(unseeded) > 1, unseeded
+
+
+async def test_a_prefilled_prompt_head_leaves_the_next_turn_only_its_words_to_read(llm):
+    """The prompt head read after an answer (server/prompt_warmup.py) is in the slot's cache when the
+    next turn comes: that request reads the user's words and the template after them, where without
+    the prefill it reads the assistant's answer (edited in the history, as a dropped speaker label
+    edits it) as well."""
+    system = ChatMessage("system", "You are a helpful assistant. Answer in one short sentence.")
+    first = [system, ChatMessage("user", "What is the capital of France?")]
+    edited = "The capital of France is Paris, a city on the Seine."  # not what the model generated
+
+    async def next_turn_reads(conversation: str, *, prefill: bool) -> dict:
+        await reply(llm, first, conversation=conversation)
+        history = [*first, ChatMessage("assistant", edited)]
+        params = GenerationParams(max_tokens=8, temperature=0.0, conversation=conversation)
+        if prefill:
+            await llm.prefill([*history, ChatMessage("user", "")], params)
+        slot = llm.slots.slot_for(params)
+        body = {"messages": wire_messages([*history, ChatMessage("user", "And of Italy?")]), "max_tokens": 4,
+                "temperature": 0.0, "stream": False, "id_slot": slot, "cache_prompt": True}
+        async with aiohttp.ClientSession() as http, http.post(llm.process.base_url + "/v1/chat/completions",
+                                                              json=body) as response:
+            return (await response.json())["timings"]
+
+    cold = await next_turn_reads("sess_cold", prefill=False)
+    warm = await next_turn_reads("sess_warm", prefill=True)
+    print("next turn without / with the prefill:", cold, warm)
+    assert warm["prompt_n"] <= 12, warm  # "And of Italy?" and the template's end
+    assert cold["prompt_n"] >= warm["prompt_n"] + 10, (cold, warm)  # the edited answer, read again
+    assert warm["cache_n"] > cold["cache_n"], (cold, warm)

@@ -132,3 +132,51 @@ async def test_an_answer_started_in_the_pause_is_aborted_when_the_user_goes_on(m
     assert answered == {"user": heard, "closed_early": False}
     assert _speculative(harness, "llm", "discarded") > 0 and _speculative(harness, "llm", "kept") == 0
     assert len(harness.of_type("input_audio_buffer.committed")) == 1
+
+
+class CountingWhisper:
+    """The real recogniser; counts its decodes and notes whether the VAD's stop had been sent
+    when each one began."""
+
+    def __init__(self, whisper: WhisperRecognizer) -> None:
+        self.whisper = whisper
+        self.harness = None
+        self.began_before_the_stop: list[bool] = []
+
+    def open_stream(self, *, language=None):
+        stopped = bool(self.harness.of_type("input_audio_buffer.speech_stopped"))
+        self.began_before_the_stop.append(not stopped)
+        return self.whisper.open_stream(language=language)
+
+
+async def test_a_turn_is_recognised_from_its_first_short_pause_on_and_only_once(make_session, silero, whisper):
+    """``audio.early_asr_pause_ms`` (160 ms, before the 250 ms stop): the decode begins in the
+    pause, and the stop and the turn's end keep its transcript."""
+    llm, asr = RecordingChat(), CountingWhisper(whisper)
+    harness = await _open(make_session, silero, asr, llm, probabilities=[0.9])
+    asr.harness = harness
+    await _play(harness, np.concatenate([silence(0.3), clip("en/en_harvard_spk1_snt3.wav"), silence(0.6)]))
+    done = await harness.until("response.done", timeout=60)
+    assert done["response"]["status"] == "completed"
+    heard = (await harness.until("conversation.item.input_audio_transcription.completed"))["transcript"]
+    assert "air is pure" in heard.lower()
+    assert asr.began_before_the_stop == [True]  # one decode, started in the pause
+    assert llm.requests == [{"user": heard, "closed_early": False}]
+    assert _speculative(harness, "asr", "kept") > 0 and _speculative(harness, "asr", "discarded") == 0
+
+
+async def test_a_decode_begun_in_a_short_pause_is_dropped_when_the_speaker_goes_on(make_session, silero, whisper):
+    """zh_masr_test.wav pauses for 160-224 ms three times mid-sentence: each decode begun there
+    is stale once the speech goes on, and the turn is recognised whole, once more, at its end."""
+    llm, asr = RecordingChat(), CountingWhisper(whisper)
+    harness = await _open(make_session, silero, asr, llm, probabilities=[0.9])
+    asr.harness = harness
+    await _play(harness, np.concatenate([silence(0.3), clip("zh/zh_masr_test.wav"), silence(0.6)]))
+    done = await harness.until("response.done", timeout=60)
+    assert done["response"]["status"] == "completed"
+    heard = (await harness.until("conversation.item.input_audio_transcription.completed"))["transcript"]
+    assert heard.startswith("近几年") and heard.rstrip("。").endswith("改送压碎书"), heard  # (压岁: Whisper's homophone)
+    assert len(asr.began_before_the_stop) >= 2 and asr.began_before_the_stop[0]
+    assert _speculative(harness, "asr", "discarded") > 0
+    assert len(harness.of_type("input_audio_buffer.committed")) == 1
+    assert llm.requests[-1] == {"user": heard, "closed_early": False}

@@ -73,3 +73,25 @@ async def test_a_stuck_job_whose_waiter_left_is_replaced_by_the_next_waiter():
     finally:
         release.set()
         executor.shutdown()
+
+
+async def test_idle_is_false_while_a_job_runs_or_waits_and_true_once_all_are_done():
+    executor = StageExecutor("asr")
+    running, release = threading.Event(), threading.Event()
+
+    def job() -> None:
+        running.set()
+        release.wait(10)
+
+    try:
+        assert executor.idle
+        first = asyncio.ensure_future(run_with_deadline(executor, job, timeout_s=10))
+        second = asyncio.ensure_future(run_with_deadline(executor, job, timeout_s=10))
+        await asyncio.get_running_loop().run_in_executor(None, running.wait, 10)
+        assert not executor.idle  # one running, one queued
+        release.set()
+        await asyncio.gather(first, second)
+        assert executor.idle
+    finally:
+        release.set()
+        executor.shutdown()

@@ -6,6 +6,8 @@ import pytest
 from streaming.vad_gate import (
     OnsetWithdrawn,
     SpeechOnset,
+    SpeechPaused,
+    SpeechResumed,
     SpeechStarted,
     SpeechStopped,
     VADGate,
@@ -77,6 +79,22 @@ def test_short_pause_inside_speech_does_not_stop():
     probs = [0.9] * 10 + [0.1] * 5 + [0.9] * 10 + [0.0] * 12
     events, _ = run(gate(), probs)
     assert [type(e) for e in events] == [SpeechStarted, SpeechStopped]
+
+
+def test_a_pause_is_reported_before_the_stop_and_speech_after_it_as_resumed():
+    g = gate(pause_ms=160)  # 5 frames; the stop takes 10
+    probs = [0.9] * 10 + [0.1] * 6 + [0.9] * 10 + [0.0] * 12
+    events, _ = run(g, probs)
+    assert events == [SpeechStarted(audio_start_ms=0), SpeechPaused(audio_end_ms=10 * FRAME_MS),
+                      SpeechResumed(audio_ms=16 * FRAME_MS), SpeechPaused(audio_end_ms=26 * FRAME_MS),
+                      SpeechStopped(audio_end_ms=26 * FRAME_MS)]
+
+
+def test_a_dip_shorter_than_the_pause_reports_nothing_and_no_pause_setting_never_does():
+    probs = [0.9] * 10 + [0.1] * 4 + [0.9] * 10 + [0.0] * 12
+    assert [type(e) for e in run(gate(pause_ms=160), probs)[0]] == [SpeechStarted, SpeechPaused, SpeechStopped]
+    assert [type(e) for e in run(gate(), probs)[0]] == [SpeechStarted, SpeechStopped]
+    assert [type(e) for e in run(gate(pause_ms=320), probs)[0]] == [SpeechStarted, SpeechStopped]
 
 
 def test_hysteresis_keeps_speech_between_thresholds():

@@ -43,7 +43,7 @@ from server.engines import Engines
 from server.latency import TurnTimeline
 from server.metrics import ServerMetrics
 from server.preemptive_answer import Outcome, PreemptiveAnswer, PreparedRequest
-from server.prompt_warmup import warm_next_prompt
+from server.prompt_warmup import read_prompt_head
 from server.response_planning import ResponseRequest, ToolChoice, instructions_for, plan_response
 from server.response_runner import ResponseOutcome, ResponseRunner
 from server.session_settings import SessionSettings
@@ -127,7 +127,7 @@ class Responder:
         self._preemption: PreemptiveAnswer | None = None
         """An answer started on the transcript so far, before the turn's end (:meth:`preempt`)."""
         self._warming: asyncio.Task[None] | None = None
-        """The next prompt's head being read into the LLM's cache (:meth:`_warm_next_prompt`)."""
+        """The next prompt's head being read into the LLM's cache (:meth:`warm_next_prompt`)."""
 
     # -- state ------------------------------------------------------------------------
     @property
@@ -286,15 +286,16 @@ class Responder:
                                                      history=history, query=query, language=language)
         return prepared.messages, prepared.citations
 
-    def _warm_next_prompt(self) -> None:
+    def warm_next_prompt(self) -> None:
         """Reads the next turn's prompt up to the user's words into the LLM's cache
-        (:mod:`server.prompt_warmup`), while the user listens to this answer."""
+        (:mod:`server.prompt_warmup`): after an answer, while the user listens to it, and when the
+        session starts or its instructions change, before the user's first words."""
         host, llm = self._host, self._host.engines.llm
-        if not isinstance(llm, PromptCachingChatModel) or host.closed:
+        if not isinstance(llm, PromptCachingChatModel) or host.closed or self.answering:
             return
         if self._warming is not None:
             self._warming.cancel()
-        self._warming = host.spawn(warm_next_prompt(
+        self._warming = host.spawn(read_prompt_head(
             llm, host.thinking, request=ResponseRequest.from_settings(host.settings, {}, host.config),
             tools=self._tool_choice(), history=host.conversation.chat_history(), language=self._language(),
             config=host.config), name="prompt-warmup")
@@ -392,7 +393,7 @@ class Responder:
         if status == "completed":
             host.thinking.after_answer()
             if response.runner is not None and response.runner.plan.fixed_text is None:
-                self._warm_next_prompt()
+                self.warm_next_prompt()
         if status == "failed":
             await self._apologise_for(response)
         if status == "completed" and speaks and response.runner is not None:

@@ -43,15 +43,33 @@ class SilentTTS:
         yield np.zeros(160, np.int16)
 
 
-async def test_the_next_prompt_head_is_read_after_an_answer_and_the_next_prompt_starts_with_it(make_session):
-    llm = CachingChat(["Sure", ",", " here", " it", " is", "."])
+async def test_a_new_session_reads_its_instructions_before_the_user_speaks(make_session):
+    llm = CachingChat(["Hi", "."])
     assert isinstance(llm, PromptCachingChatModel)
     harness = await make_session(llm=llm, tts=SilentTTS())
+    await asyncio.wait_for(llm.prefilled.wait(), 5)
+    [(head, _)] = llm.prefills
+    assert [m.role for m in head] == ["system", "user"] and head[-1].content == ""
+    llm.prefilled.clear()
+    await harness.send({"type": "session.update", "session": {"type": "realtime", "instructions": "Be brief."}})
+    await asyncio.wait_for(llm.prefilled.wait(), 5)
+    assert llm.prefills[-1][0][0].content.startswith("Be brief.")  # the new instructions, read at once
+    await harness.say("Hello?")
+    await harness.send({"type": "response.create"})
+    await harness.until("response.done", timeout=10)
+    assert llm.prompts[0][0][0] == llm.prefills[1][0][0]
+
+
+async def test_the_next_prompt_head_is_read_after_an_answer_and_the_next_prompt_starts_with_it(make_session):
+    llm = CachingChat(["Sure", ",", " here", " it", " is", "."])
+    harness = await make_session(llm=llm, tts=SilentTTS())
+    await asyncio.wait_for(llm.prefilled.wait(), 5)  # the session's start
+    llm.prefilled.clear()
     await harness.say("Can you help?")
     await harness.send({"type": "response.create"})
     await harness.until("response.done", timeout=10)
     await asyncio.wait_for(llm.prefilled.wait(), 5)
-    [(head, head_params)] = llm.prefills
+    head, head_params = llm.prefills[-1]
     assert [(m.role, m.content) for m in head[-3:]] == [
         ("user", "Can you help?"), ("assistant", "Sure, here it is."), ("user", "")]
 
@@ -68,12 +86,14 @@ async def test_the_next_prompt_head_is_read_after_an_answer_and_the_next_prompt_
 async def test_a_cancelled_answer_reads_nothing_ahead_and_a_failed_prefill_costs_no_turn(make_session):
     llm = CachingChat(["Fine", "."], fail_prefill=True)
     harness = await make_session(llm=llm, tts=SilentTTS())
+    await asyncio.wait_for(llm.prefilled.wait(), 5)  # the session's start (it failed)
+    llm.prefilled.clear()
     await harness.say("Hello?")
     await harness.send({"type": "response.create"})
     await harness.send({"type": "response.cancel"})
     first = await harness.until("response.done", timeout=10)
     assert first["response"]["status"] == "cancelled"
-    assert llm.prefills == []
+    assert len(llm.prefills) == 1
 
     await harness.say("Hello again?")
     await harness.send({"type": "response.create"})

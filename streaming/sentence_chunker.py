@@ -82,7 +82,7 @@ class SentenceChunker:
                 end = _confirmed_ascii_end(buf, i)
             elif first and ch in CJK_CLAUSE_MARKS and ch != ",":
                 end, clause = _extend(buf, i + 1, ""), True
-            elif first and ch in ASCII_CLAUSE_MARKS and i + 1 < len(buf) and buf[i + 1].isspace():
+            elif first and ch in ASCII_CLAUSE_MARKS and _clause_mark_ends(buf, i):
                 end, clause = i + 1, True
             if end is not None:
                 length = _spoken_length(buf[:end])
@@ -96,6 +96,15 @@ class SentenceChunker:
                 and sum(1 for ch in buf if _is_ideograph(ch)) >= p.first_chunk_cjk_chars):
             return len(buf)
         return None
+
+
+def _clause_mark_ends(buf: str, i: int) -> bool:
+    """A ',' or ':' followed by a space ends a clause; so does a ',' the LLM's text ends with, right
+    after a letter ("Absolutely,"): only digits go on after a comma without a space ("1,000"), so
+    the first words need not wait a token (40-50 ms here) for the space. A ':' waits ("https:")."""
+    if i + 1 < len(buf):
+        return buf[i + 1].isspace()
+    return buf[i] == "," and i > 0 and buf[i - 1].isalpha()
 
 
 def _spoken_length(text: str) -> int:

@@ -109,3 +109,16 @@ def test_the_short_mandarin_cut_leaves_clauses_english_and_later_sentences_alone
         cuts = sorted(rng.sample(range(1, len(text)), k=rng.randint(1, 10)))
         tokens = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
         assert "".join(chunk(tokens, params)) == text
+
+
+def test_a_first_clause_is_cut_as_its_comma_arrives_after_a_word_but_waits_after_a_digit():
+    c = SentenceChunker()
+    assert c.push("Absolutely") == []
+    assert c.push(",") == ["Absolutely,"]  # not one token later, when the space comes
+    assert c.push(" here") == []
+    c = SentenceChunker()
+    assert c.push("It weighs about 1") == [] and c.push(",") == []  # maybe "1,000"
+    assert c.push("000 tonnes, give or take.") == ["It weighs about 1,000 tonnes,"]
+    c = SentenceChunker()
+    assert c.push("We open at 10") == [] and c.push(":") == [] and c.push("30 on Sundays.") == []
+    assert c.push(" ") == ["We open at 10:30 on Sundays."]

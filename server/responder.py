@@ -33,8 +33,9 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from models.interfaces import ChatMessage, PromptCachingChatModel
+from models.interfaces import ChatMessage
 from server import events
+from server.answer_ahead import AnswerAhead
 from server.apologies import apology, filler
 from server.audio_input import AudioInput
 from server.config import Config
@@ -42,8 +43,8 @@ from server.conversation import Conversation, ConversationItem
 from server.engines import Engines
 from server.latency import TurnTimeline
 from server.metrics import ServerMetrics
-from server.preemptive_answer import Outcome, PreemptiveAnswer, PreparedRequest
-from server.prompt_warmup import read_prompt_head
+from server.preemptive_answer import PreemptiveAnswer, PreparedRequest
+from server.response_closing import send_citations, send_done
 from server.response_planning import ResponseRequest, ToolChoice, instructions_for, plan_response
 from server.response_runner import ResponseOutcome, ResponseRunner
 from server.session_settings import SessionSettings
@@ -124,10 +125,9 @@ class Responder:
         self._creating = asyncio.Lock()
         self._by_item: dict[str, AssistantResponse] = {}
         """Spoken responses by item id, for ``conversation.item.truncate``."""
-        self._preemption: PreemptiveAnswer | None = None
-        """An answer started on the transcript so far, before the turn's end (:meth:`preempt`)."""
-        self._warming: asyncio.Task[None] | None = None
-        """The next prompt's head being read into the LLM's cache (:meth:`warm_next_prompt`)."""
+        self.ahead = AnswerAhead(host, answering=lambda: self.answering, audible=lambda: self.audible,
+                                 prompt_for=self._prompt, tool_choice=self._tool_choice, language=self._language)
+        """Work on the next answer before it is asked for (server/answer_ahead.py)."""
 
     # -- state ------------------------------------------------------------------------
     @property
@@ -187,7 +187,8 @@ class Responder:
         self._current = response  # from now on a barge-in interrupts this one, even before it runs
         if request.speaks:
             self._by_item[item.id] = response
-        await host.send(events.response_created(self._wire(request, "in_progress", [])))
+        await host.send(events.response_created(request.to_wire(
+            status="in_progress", conversation_id="conv_" + host.settings.id, output=[])))
         await host.send(events.output_item_added(response_id=request.response_id, item=item.to_wire()))
         await host.send(events.item_added(item.to_wire(), previous_item_id=previous))
         await host.send(events.content_part_added(response_id=request.response_id, item_id=item.id,
@@ -200,11 +201,6 @@ class Responder:
         if task is None:  # the session is closing
             self._current = None
             response.handle.mark_done()
-
-    def _wire(self, request: ResponseRequest, status: str, output: list[dict[str, Any]],
-              reason: str | None = None, latency: dict[str, Any] | None = None) -> dict[str, Any]:
-        return request.to_wire(status=status, conversation_id="conv_" + self._host.settings.id, output=output,
-                               reason=reason, latency=latency)
 
     # -- stopping ---------------------------------------------------------------------
     def interrupt(self, reason: str) -> bool:
@@ -262,7 +258,7 @@ class Responder:
                                                               self._language())
         plan = plan_response(request, config=host.config, tools=tools, messages=messages, fixed_text=fixed_text,
                              filler_text=filler(self._language()))
-        preemption, self._preemption = self._preemption, None
+        preemption = self.ahead.take()
         first_stream = None
         if preemption is not None:
             response.preemption = preemption
@@ -285,53 +281,6 @@ class Responder:
         prepared = await self._host.thinking.prepare(instructions=instructions_for(request, tools, self._host.config),
                                                      history=history, query=query, language=language)
         return prepared.messages, prepared.citations
-
-    def warm_next_prompt(self) -> None:
-        """Reads the next turn's prompt up to the user's words into the LLM's cache
-        (:mod:`server.prompt_warmup`): after an answer, while the user listens to it, and when the
-        session starts or its instructions change, before the user's first words."""
-        host, llm = self._host, self._host.engines.llm
-        if not isinstance(llm, PromptCachingChatModel) or host.closed or self.answering:
-            return
-        if self._warming is not None:
-            self._warming.cancel()
-        self._warming = host.spawn(read_prompt_head(
-            llm, host.thinking, request=ResponseRequest.from_settings(host.settings, {}, host.config),
-            tools=self._tool_choice(), history=host.conversation.chat_history(), language=self._language(),
-            config=host.config), name="prompt-warmup")
-
-    # -- preemptive generation ----------------------------------------------------------
-    def preempt(self, user_text: str, language: str | None, on_outcome: Outcome | None = None) -> bool:
-        """Starts the answer to ``user_text`` before the user's turn is confirmed
-        (:mod:`server.preemptive_answer`); the next response adopts it if its prompt comes out
-        the same. Only when nothing is being said or prepared: it never competes with an answer."""
-        self.discard_preemption()
-        host = self._host
-        if self.answering or self.audible or host.closed:
-            return False
-        settings_language = host.settings.transcription_language or language or self._language()
-
-        async def prepare() -> PreparedRequest | None:
-            request = ResponseRequest.from_settings(host.settings, {}, host.config)
-            tools = self._tool_choice()
-            history = [*host.conversation.chat_history(), ChatMessage(role="user", content=user_text)]
-            messages, _ = await self._prompt(request, tools, history, settings_language)
-            plan = plan_response(request, config=host.config, tools=tools, messages=messages, fixed_text=None,
-                                 filler_text="")
-            return PreparedRequest(plan.messages, plan.generation)
-
-        answer = PreemptiveAnswer(user_text=user_text, prepare=prepare, llm=host.engines.llm, on_outcome=on_outcome)
-        answer.task = host.spawn(answer.run(), name="preemptive-answer")
-        if answer.task is None:
-            return False
-        self._preemption = answer
-        return True
-
-    def discard_preemption(self) -> None:
-        """The user went on (or the turn changed): the speculative answer is aborted in the engine."""
-        preemption, self._preemption = self._preemption, None
-        if preemption is not None:
-            preemption.discard()
 
     def _tool_choice(self) -> ToolChoice:
         settings = self._host.settings
@@ -381,19 +330,20 @@ class Responder:
             item.status = "completed"
             if response.citations and item.text.strip():
                 item.citations = response.citations
-                await self._send_citations(response)
+                await send_citations(host.send, response)
         else:
             item.text = outcome.spoken.heard_text(response.played_ms()) if speaks else outcome.full_text
             item.status = "incomplete"
         item.audio_ms = outcome.spoken.total_audio_ms
-        await self._send_done(response, status, reason)
+        await send_done(host.send, host.metrics, response, status=status, reason=reason,
+                        conversation_id="conv_" + host.settings.id)
         if self._current is response:
             self._current = None
         response.handle.mark_done()
         if status == "completed":
             host.thinking.after_answer()
             if response.runner is not None and response.runner.plan.fixed_text is None:
-                self.warm_next_prompt()
+                self.ahead.warm_next_prompt()
         if status == "failed":
             await self._apologise_for(response)
         if status == "completed" and speaks and response.runner is not None:
@@ -419,37 +369,9 @@ class Responder:
         await self.create(TurnTimeline(), overrides={"output_modalities": modalities},
                           fixed_text=apology("answer", host.user_language()))
 
-    async def _send_citations(self, response: AssistantResponse) -> None:
-        """Sources go into the transcript, never into the audio."""
-        ids = {"response_id": response.request.response_id, "item_id": response.item.id}
-        delta = "\n" + response.citations
-        if response.request.speaks:
-            await self._host.send(events.audio_transcript_delta(**ids, delta=delta))
-        else:
-            await self._host.send(events.text_delta(**ids, delta=delta))
-
-    async def _send_done(self, response: AssistantResponse, status: str, reason: str | None) -> None:
-        host, request, item = self._host, response.request, response.item
-        ids = {"response_id": request.response_id, "item_id": item.id}
-        text = item.wire_text()
-        if request.speaks:
-            await host.send(events.audio_done(**ids))
-            await host.send(events.audio_transcript_done(**ids, transcript=text))
-        else:
-            await host.send(events.text_done(**ids, text=text))
-        await host.send(events.content_part_done(**ids, part_type="audio" if request.speaks else "text", text=text))
-        await host.send(events.output_item_done(response_id=request.response_id, item=item.to_wire()))
-        await host.send(events.item_done(item.to_wire(), previous_item_id=response.previous_item_id))
-        latency = response.timeline.as_ms()
-        host.metrics.observe_timeline(latency)
-        host.metrics.responses.labels(status=status).inc()
-        log.info("response %s %s latency_ms=%s", request.response_id, status, latency)
-        output = [item.to_wire(), *(extra.to_wire() for extra in response.tool_calls.output_items)]
-        await host.send(events.response_done(self._wire(request, status, output, reason, latency)))
-
     def close(self) -> None:
         self._gate.close()
-        self.discard_preemption()
+        self.ahead.discard()
         self._valve.release()
 
 

@@ -150,7 +150,7 @@ class RealtimeSession:
         await self.thinking.start(user_id)
         await self.send(events.session_created(self.settings.to_wire()))
         await self._greet()
-        self.responses.warm_next_prompt()  # the instructions, read while the user starts to speak
+        self.responses.ahead.warm_next_prompt()  # the instructions, read while the user starts to speak
 
     async def _greet(self) -> None:
         """A persona's greeting opens a conversation the user has not spoken in yet."""
@@ -237,7 +237,7 @@ class RealtimeSession:
         await self.send(events.session_updated(self.settings.to_wire()))
         if new_persona:
             await self._greet()
-        self.responses.warm_next_prompt()
+        self.responses.ahead.warm_next_prompt()
 
     # -- audio in ---------------------------------------------------------------------
     async def _on_append(self, event: ClientEvent) -> None:

@@ -300,11 +300,11 @@ class UserTurns:
         if early is not None:
             early.task.cancel()
             self._count_speculation("asr", "discarded", early.seconds())
-        self._host.responses.discard_preemption()
+        self._host.responses.ahead.discard()
 
     def on_speech_resumed(self) -> None:
         """The user went on after a pause within the turn: the answer started on it is aborted now."""
-        self._host.responses.discard_preemption()
+        self._host.responses.ahead.discard()
 
     def _read_pause(self, early: _EarlyDecode, task: asyncio.Task[Transcript]) -> None:
         """The pause's transcript is ready while the turn detector may still wait: words that read
@@ -322,7 +322,7 @@ class UserTurns:
             return
         if not transcript.text.strip() or self._barge_in.is_backchannel(transcript.text):
             return
-        if host.responses.preempt(transcript.text, transcript.language,
+        if host.responses.ahead.preempt(transcript.text, transcript.language,
                                   on_outcome=lambda outcome, s: self._count_speculation("llm", outcome, s)):
             self._preemptions += 1
 
@@ -358,7 +358,7 @@ class UserTurns:
         if early is not None:
             early.task.cancel()
             self._count_speculation("asr", "discarded", early.seconds())
-            self._host.responses.discard_preemption()
+            self._host.responses.ahead.discard()
         return await self._recognise(utterance.audio)
 
     async def _transcribe_and_answer(self, item: ConversationItem, previous: str | None, utterance: Utterance,

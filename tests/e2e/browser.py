@@ -30,6 +30,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 WAV_RATE = 48_000
 LEAD_IN_S = 2.5
 """Silence before the first words: the page opens its WebSocket after the microphone."""
+CLOSE_TIMEOUT_S = 3.0
+"""Longest a proxied WebSocket close waits for the other side's close frame (PrefixProxy)."""
 
 STATS_JS = "document.querySelector('tingshuo-assistant').stats"
 
@@ -198,8 +200,12 @@ class PrefixProxy:
 
     async def _proxy_websocket(self, request: web.Request, target: str) -> web.StreamResponse:
         offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
-        upstream = await self._http.ws_connect(target.replace("http", "ws", 1), protocols=offered, max_msg_size=0)
-        client = web.WebSocketResponse(protocols=(upstream.protocol,) if upstream.protocol else (), max_msg_size=0)
+        # Close handshakes wait at most CLOSE_TIMEOUT_S for the peer (aiohttp's default is 10 s, as long
+        # as drop_connections' own limit: a browser slow to answer a close then failed the test).
+        upstream = await self._http.ws_connect(target.replace("http", "ws", 1), protocols=offered, max_msg_size=0,
+                                               timeout=aiohttp.ClientWSTimeout(ws_close=CLOSE_TIMEOUT_S))
+        client = web.WebSocketResponse(protocols=(upstream.protocol,) if upstream.protocol else (), max_msg_size=0,
+                                       timeout=CLOSE_TIMEOUT_S)
         await client.prepare(request)
         self.connections += 1
         pair = (client, upstream)

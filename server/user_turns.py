@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -33,6 +31,7 @@ from server.apologies import apology
 from server.audio_input import AudioInput, Utterance
 from server.config import Config
 from server.conversation import ConversationItem
+from server.early_decode import EarlyDecode
 from server.engines import Engines
 from server.ids import new_id
 from server.interruptions import Interruptions
@@ -71,25 +70,6 @@ class TurnHost(Protocol):
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any] | None: ...
 
 
-@dataclass(eq=False)
-class _EarlyDecode:
-    """Speculative recognition of the turn so far, started at a pause."""
-
-    samples: int
-    task: asyncio.Task[Transcript]
-    at_pause: bool = False
-    """Started at a pause shorter than the stop's: speech again makes it stale."""
-    started_at: float = field(default_factory=time.monotonic)
-    finished_at: float | None = None
-
-    def finished(self, _: asyncio.Task[Transcript]) -> None:
-        self.finished_at = time.monotonic()
-
-    def seconds(self) -> float:
-        """Worker time it took (so far, when cut short): what a discarded one wasted."""
-        return (self.finished_at or time.monotonic()) - self.started_at
-
-
 class UserTurns:
     def __init__(self, host: TurnHost, *, partials: PartialTranscripts | None) -> None:
         self._host = host
@@ -100,10 +80,9 @@ class UserTurns:
         self._interruptions = Interruptions(host, policy=self._barge_in)
         self._speech_item_id: str | None = None
         self._spoke_over_answer = False
-        self._early: _EarlyDecode | None = None
+        self._early: EarlyDecode | None = None
         self._preemptions = 0
         """Answers started on this turn's pauses (:data:`MAX_PREEMPTIONS_PER_TURN` at most)."""
-        """Speculative recognition of the turn so far: (its length in samples, the task)."""
         self._transcribing: dict[str, asyncio.Task[Any]] = {}
         self._uncommitted: TurnTimeline | None = None
         """The timeline of a turn committed without an answer (push-to-talk), for response.create."""
@@ -183,7 +162,7 @@ class UserTurns:
             return
         task = self._host.spawn(self._recognise(audio), name="early-asr")
         if task is not None:
-            early = self._early = _EarlyDecode(samples=len(audio), task=task)
+            early = self._early = EarlyDecode(samples=len(audio), task=task)
             task.add_done_callback(early.finished)
             if not held:
                 task.add_done_callback(lambda done: self._read_pause(early, done))
@@ -203,7 +182,7 @@ class UserTurns:
             return
         task = host.spawn(self._recognise(audio), name="pause-asr")
         if task is not None:
-            early = self._early = _EarlyDecode(samples=len(audio), task=task, at_pause=True)
+            early = self._early = EarlyDecode(samples=len(audio), task=task, at_pause=True)
             task.add_done_callback(early.finished)
 
     def on_pause_resumed(self) -> None:
@@ -306,7 +285,7 @@ class UserTurns:
         """The user went on after a pause within the turn: the answer started on it is aborted now."""
         self._host.responses.ahead.discard()
 
-    def _read_pause(self, early: _EarlyDecode, task: asyncio.Task[Transcript]) -> None:
+    def _read_pause(self, early: EarlyDecode, task: asyncio.Task[Transcript]) -> None:
         """The pause's transcript is ready while the turn detector may still wait: words that read
         finished shorten the wait, and the answer starts now."""
         if self._early is not early or task.cancelled() or task.exception() is not None:

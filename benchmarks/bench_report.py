@@ -15,6 +15,7 @@ CLIENT_STAGES = {
     "first_text_ms": "→ first response text",
     "first_audio_ms": "→ first response audio (voice-to-voice)",
     "overhead_ms": "orchestration overhead (commit → first audio, minus engines)",
+    "answer_gaps_ms": "silence inside the answer (client underruns, summed per answer)",
 }
 SERVER_SEGMENTS = {
     # name: (from mark, to mark), all in the server's response.done.response.latency
@@ -50,7 +51,7 @@ def server_segments(server_ms: dict[str, float | None]) -> dict[str, float | Non
 def summarize_level(turns: list[dict[str, Any]], barge_ins: list[dict[str, Any]],
                     false_interruptions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     answered = [t for t in turns if t["status"] in ("completed", "cancelled")]
-    stages = {k: summarize(t[k] for t in answered) for k in CLIENT_STAGES}
+    stages = {k: summarize(t.get(k) for t in answered) for k in CLIENT_STAGES}
     segments = [server_segments(t["server_ms"]) for t in answered]
     server = {k: summarize(s[k] for s in segments) for k in SERVER_SEGMENTS}
     barge = {k: summarize(b.get(k) for b in barge_ins if b["status"] == "cancelled") for k in BARGE_IN_STAGES}
@@ -156,7 +157,7 @@ def markdown(run: dict[str, Any]) -> str:
                       f"{res['rss_mb_start']} → {res['rss_mb_max']} MB max ({res['source']}).", ""]
         lines += ["| stage (ms) | p50 | p90 | p99 | n |", "|---|---:|---:|---:|---:|"]
         for key, title in CLIENT_STAGES.items():
-            v = s["client"][key]
+            v = s["client"].get(key)
             lines.append(f"| {title} | {_fmt(v and v['p50'])} | {_fmt(v and v['p90'])} | {_fmt(v and v['p99'])} | {v['n'] if v else 0} |")
         for key in SERVER_SEGMENTS:
             v = s["server"][key]

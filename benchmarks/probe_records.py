@@ -40,6 +40,9 @@ class TurnRecord:
     answer_text: str = ""
     server_ms: dict[str, float | None] = field(default_factory=dict)
     overhead_ms: float | None = None
+    answer_gaps_ms: float | None = None
+    """Silence inside the answer as the client played it: its underruns after the first audio (the
+    next sentence's audio came after the last one had played out). None for a turn talked over."""
     barge_in: bool = False
     commits: int = 0
     """More than 1: the server ended the turn at a pause and the user went on (the answer to the

@@ -35,7 +35,10 @@ def _is_ideograph(ch: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class ChunkerParams:
-    first_chunk_min_chars: int = 10
+    first_chunk_min_chars: int = 3
+    """A first clause this long is cut at its comma: "Yes," and "是的，" are said at once. At 10,
+    "Yes," waited for its sentence's end: 0.55 s more of the LLM and 0.2 s more of Piper before
+    the first sound (the English bench's answers all opened with it)."""
     min_chars: int = 20
     max_chars: int = 200
     first_chunk_cjk_chars: int | None = None

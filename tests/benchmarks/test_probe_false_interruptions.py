@@ -33,7 +33,8 @@ ANSWER_S, ANSWER_CHUNK_S, SEND_EVERY_S = 2.0, 0.1, 0.05
 class ScriptedServer:
     """Energy VAD, a fixed answer streamed ahead of real time, a cancel on long speech over it."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, stall_after_chunk: int | None = None, stall_s: float = 0.0) -> None:
+        self._stall_after_chunk, self._stall_s = stall_after_chunk, stall_s
         self._ids = itertools.count()
         self.answering: asyncio.Task | None = None
         self.cancelled = asyncio.Event()
@@ -96,7 +97,7 @@ class ScriptedServer:
                     await send({"type": "response.output_audio_transcript.delta", "response_id": rid, "delta": text})
                 await send({"type": "response.output_audio.delta", "response_id": rid, "delta": chunk})
                 said = text
-                await asyncio.sleep(SEND_EVERY_S)
+                await asyncio.sleep(SEND_EVERY_S + (self._stall_s if i == self._stall_after_chunk else 0.0))
         except asyncio.CancelledError:
             status, said = "cancelled", text[:4]
             self.cancelled.set()
@@ -110,23 +111,49 @@ def _tone(seconds: float) -> np.ndarray:
     return (0.25 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
 
 
-@pytest.fixture
-async def scripted_url():
+async def _serve(server: ScriptedServer):
     app = web.Application()
-    app.router.add_get("/v1/realtime", ScriptedServer().handle)
+    app.router.add_get("/v1/realtime", server.handle)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"ws://127.0.0.1:{port}/v1/realtime"
+    return runner, f"ws://127.0.0.1:{port}/v1/realtime"
+
+
+@pytest.fixture
+async def scripted_url():
+    runner, url = await _serve(ScriptedServer())
+    yield url
     await runner.cleanup()
 
 
-async def test_probe_counts_lost_answers_and_client_stop_times(scripted_url, tmp_path):
+def _question(tmp_path) -> Recording:
     question = tmp_path / "question.wav"
     sf.write(question, np.concatenate([_tone(1.0), np.zeros(RATE // 10, np.float32)]), RATE)
-    recording = Recording(question, "en", "a real question")
+    return Recording(question, "en", "a real question")
+
+
+@pytest.mark.parametrize("stall_s", [0.0, 0.6])
+async def test_the_probe_measures_the_silence_inside_an_answer(tmp_path, stall_s):
+    """Five chunks (0.5 s of audio) arrive in 0.25 s; a stall of 0.6 s after them leaves the client's
+    queue dry from 0.5 s to 0.85 s: 0.35 s of silence inside the answer. No stall: none."""
+    runner, url = await _serve(ScriptedServer(stall_after_chunk=4, stall_s=stall_s))
+    try:
+        probe = SessionProbe(ProbeConfig(url=url, pause_after_answer_s=0.1, turn_timeout_s=20),
+                             session_index=0, concurrency=1)
+        await probe.run([(_question(tmp_path), None)], barge_in_offset_ms=300)
+    finally:
+        await runner.cleanup()
+    (turn,) = probe.turns
+    assert turn.status == "completed"
+    expected_ms = max(0.0, stall_s - 0.25) * 1000
+    assert turn.answer_gaps_ms == pytest.approx(expected_ms, abs=60)
+
+
+async def test_probe_counts_lost_answers_and_client_stop_times(scripted_url, tmp_path):
+    recording = _question(tmp_path)
     backchannel = OverlayClip("backchannel", "uh-huh@0.6x", "en", _tone(0.6), RATE)
     noise = OverlayClip("noise", "click", "", _tone(0.2), RATE)
     probe = SessionProbe(ProbeConfig(url=scripted_url, pause_after_answer_s=0.1, turn_timeout_s=20),

@@ -26,11 +26,11 @@ CASES = [
     ("The price is $4.99. Call Dr. Smith at 10:30 a.m. tomorrow, please.",
      ["The price is $4.99.", "Call Dr. Smith at 10:30 a.m. tomorrow, please."]),
     ("Sure, I can help with that. Pi is about 3.14159 and e is 2.718 roughly.",
-     ["Sure, I can help with that.", "Pi is about 3.14159 and e is 2.718 roughly."]),
+     ["Sure,", "I can help with that.", "Pi is about 3.14159 and e is 2.718 roughly."]),
     ("Visit https://example.com/a.b?x=1 or write to a.b@example.co.uk for help. We reply within a day.",
      ["Visit https://example.com/a.b?x=1 or write to a.b@example.co.uk for help.", "We reply within a day."]),
     ("Well, J. K. Rowling lives in the U.S. now? No, she lives in the U.K. today.",
-     ["Well, J. K. Rowling lives in the U.S. now?", "No, she lives in the U.K. today."]),
+     ["Well,", "J. K. Rowling lives in the U.S. now?", "No, she lives in the U.K. today."]),
     ("你好！我是听说助手，很高兴认识你。今天天气怎么样？",
      ["你好！", "我是听说助手，很高兴认识你。", "今天天气怎么样？"]),
     ("好的。北京今天晴，气温二十度，适合出门散步。",
@@ -52,6 +52,17 @@ def test_chunks_character_tokens(text, expected):
 def test_first_chunk_cut_at_a_clause_when_long_enough():
     text = "Absolutely, here is what I found about the weather in Berlin today."
     assert chunk(llm_tokens(text)) == ["Absolutely,", "here is what I found about the weather in Berlin today."]
+
+
+@pytest.mark.parametrize("text,first", [("Yes, platforms one and three are in use today.", "Yes,"),
+                                        ("是的，我们今天用一号和三号站台。", "是的，"), ("OK, here it is.", "OK,")])
+def test_a_short_opening_word_is_said_before_the_rest_of_its_sentence(text, first):
+    assert chunk(llm_tokens(text))[0] == first
+    assert chunk(list(text))[0] == first
+
+
+def test_a_lone_letter_before_a_comma_is_not_a_first_chunk():
+    assert chunk(llm_tokens("I, for one, agree with you.")) == ["I, for one,", "agree with you."]
 
 
 def test_short_later_sentences_are_merged():

@@ -77,7 +77,7 @@ class FalseInterruptionDriving:
         self._overlay_heard_at = None
         self._overlay_start = time.monotonic()
         self._overlay_responses_before = len(self._response_starts)
-        self._overlay_end = await mic.say(clip.pcm16(self.config.rate)).finished
+        self._overlay_end = await mic.say(clip.pcm16(self.config.rate), owner=record).finished
         await asyncio.wait_for(asyncio.shield(response.done), timeout)
 
     async def _settle_false_interruption(self, timeout: float) -> None:

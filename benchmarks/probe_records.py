@@ -122,14 +122,20 @@ class TurnTrack:
     response: ResponseTrack | None = None
     response_ready: asyncio.Event = field(default_factory=asyncio.Event)
     transcribed: asyncio.Event = field(default_factory=asyncio.Event)
+    unanswered: set[str] = field(default_factory=set)
+    """Its committed items no answer has followed yet."""
+
+
+def score_transcript(record: TurnRecord) -> None:
+    if record.transcript is not None:
+        record.error_rate = round(error_rate([record.reference], [record.transcript], record.language), 4)
 
 
 def finish_turn(turn: TurnTrack) -> None:
     """Fill in the turn's record from what was tracked: error rate, client-side latencies from the
     end of the user's speech, the server's stage marks and the orchestration overhead."""
     record, response = turn.record, turn.response
-    if record.transcript is not None:
-        record.error_rate = round(error_rate([record.reference], [record.transcript], record.language), 4)
+    score_transcript(record)
     if response is None or turn.speech_end is None:
         return
     end = turn.speech_end

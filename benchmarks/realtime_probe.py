@@ -25,7 +25,14 @@ from benchmarks.corpus import Recording, speech_end_secs, speech_start_secs
 from benchmarks.false_interruption_driving import FalseInterruptionDriving
 from benchmarks.false_interruptions import FalseInterruptionRecord, OverlayClip
 from benchmarks.paced_microphone import PacedMicrophone
-from benchmarks.probe_records import BargeInRecord, ResponseTrack, TurnRecord, TurnTrack, finish_turn
+from benchmarks.probe_records import (BargeInRecord, ResponseTrack, TurnRecord, TurnTrack, finish_turn,
+                                      score_transcript)
+
+CONTINUATION_COMMIT_S = 4.0
+"""After an answer cancelled because the user went on: how long the rest of the utterance may take
+to be committed."""
+CONTINUATION_ANSWER_S = 30.0
+"""...and, once committed, to be answered."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,11 @@ class SessionProbe(FalseInterruptionDriving):
         self._awaiting_commit: deque[TurnTrack] = deque()
         self._awaiting_response: deque[TurnTrack] = deque()
         self._by_item: dict[str, TurnTrack] = {}
+        self._item_owner: dict[str, object] = {}
+        """User item → whose speech the server heard in it (``speech_started``'s ``audio_start_ms``
+        on the microphone's timeline): a late commit still goes to the utterance it came from."""
+        self._mic: PacedMicrophone | None = None
+        self._tracks: list[TurnTrack] = []
         self._last_speech_stopped: float | None = None
         self._current: TurnTrack | None = None
         self._item_response: dict[str, str] = {}
@@ -104,6 +116,9 @@ class SessionProbe(FalseInterruptionDriving):
             self.errors.append(event.get("error", {}))
         elif kind == "input_audio_buffer.speech_started":
             self._speech_started.append(now)
+            item_id, start_ms = event.get("item_id"), event.get("audio_start_ms")
+            if item_id and isinstance(start_ms, (int, float)) and self._mic is not None:
+                self._item_owner[item_id] = self._mic.owner_at(start_ms)
             if self._overlay is not None and not self._overlay.heard:
                 self._overlay.heard, self._overlay_heard_at = True, now
         elif kind == "input_audio_buffer.speech_stopped":
@@ -152,7 +167,16 @@ class SessionProbe(FalseInterruptionDriving):
                     track.done.set_result(None)
 
     def _on_committed(self, event: dict[str, Any], now: float) -> None:
-        if self._awaiting_commit:
+        owner = self._item_owner.get(event.get("item_id") or "")
+        if isinstance(owner, FalseInterruptionRecord):
+            if owner is self._overlay:
+                self._overlay_items.add(event.get("item_id") or "")
+            return  # a clip's commit, maybe judged already: never a user turn's
+        if isinstance(owner, TurnTrack):
+            turn = owner  # by where its speech lies in the audio, however late the commit comes
+            if turn in self._awaiting_commit:
+                self._awaiting_commit.remove(turn)
+        elif self._awaiting_commit:
             turn = self._awaiting_commit.popleft()
         elif self._overlay is not None:
             self._overlay_items.add(event.get("item_id") or "")  # the server took the clip for a turn
@@ -165,6 +189,7 @@ class SessionProbe(FalseInterruptionDriving):
         turn.item_id = event.get("item_id")
         if turn.item_id:
             turn.transcripts.setdefault(turn.item_id, "")
+            turn.unanswered.add(turn.item_id)
         turn.committed_at = now
         if turn.item_id:
             self._by_item[turn.item_id] = turn
@@ -182,7 +207,9 @@ class SessionProbe(FalseInterruptionDriving):
         if track is None:
             return
         turn = self._by_item.get(event.get("previous_item_id") or "")
-        if turn is None and self._awaiting_response:
+        if turn is not None:
+            turn.unanswered.discard(event.get("previous_item_id") or "")
+        elif self._awaiting_response:
             turn = self._awaiting_response[0]
         if turn is None:
             return
@@ -205,7 +232,8 @@ class SessionProbe(FalseInterruptionDriving):
                                        heartbeat=30) as ws:
                 self._ws = ws
                 receiver = asyncio.create_task(self._receive(), name="probe-receive")
-                mic = PacedMicrophone(self._send_append, rate=self.config.rate, frame_ms=self.config.frame_ms)
+                mic = self._mic = PacedMicrophone(self._send_append, rate=self.config.rate,
+                                                  frame_ms=self.config.frame_ms)
                 sender: asyncio.Task | None = None
                 try:
                     await asyncio.wait_for(self._created.wait(), timeout=30)
@@ -215,6 +243,8 @@ class SessionProbe(FalseInterruptionDriving):
                         await self._turn(mic, index, recording, interruption, barge_in_offset_ms)
                         if on_turn is not None:
                             on_turn()
+                    for track in self._tracks:  # the rest of a split utterance may have come after its turn
+                        score_transcript(track.record)
                 finally:
                     for task in (sender, receiver):
                         if task is not None:
@@ -237,12 +267,14 @@ class SessionProbe(FalseInterruptionDriving):
                             recording=recording.name, language=recording.language, reference=recording.reference,
                             speech_secs=round(len(pcm) / self.config.rate, 3), barge_in=barge_in)
         self.turns.append(record)
-        return TurnTrack(record=record)
+        track = TurnTrack(record=record)
+        self._tracks.append(track)
+        return track
 
     async def _say(self, mic: PacedMicrophone, turn: TurnTrack, pcm: np.ndarray) -> None:
         self._awaiting_commit.append(turn)
         self._current = turn
-        utterance = mic.say(pcm)
+        utterance = mic.say(pcm, owner=turn)
         turn.speech_start = await utterance.started
         # Frames leave on a fixed schedule, so the moment the last speech frame is sent is known
         # now, before the trailing silence of the recording has been sent (or the turn ended).
@@ -280,11 +312,14 @@ class SessionProbe(FalseInterruptionDriving):
             await self._judge_false_interruption(turn.response, timeout)
 
     async def _follow_continuations(self, turn: TurnTrack, timeout: float) -> None:
-        """An answer cancelled because the user went on is replaced by the answer to all of it."""
+        """An answer cancelled because the user went on is replaced by the answer to all of it: a
+        while for the rest's commit, longer once it is committed and not yet answered (a loaded
+        server recognises and answers it seconds later)."""
         while turn.response is not None and turn.response.status == "cancelled":
             cancelled = turn.response
             waited = 0.0
-            while turn.response is cancelled and waited < 4.0:
+            while turn.response is cancelled and (waited < CONTINUATION_COMMIT_S
+                                                  or (turn.unanswered and waited < CONTINUATION_ANSWER_S)):
                 await asyncio.sleep(0.05)
                 waited += 0.05
             if turn.response is cancelled or turn.response.done is None:

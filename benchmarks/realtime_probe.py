@@ -290,6 +290,7 @@ class SessionProbe(FalseInterruptionDriving):
         timeout = self.config.turn_timeout_s
         try:
             await asyncio.wait_for(turn.response_ready.wait(), timeout)
+            await self._await_answer_to_all_of_it(turn)
             response = turn.response
             assert response is not None and response.done is not None
             if interruption is None and index in self._overlays:
@@ -310,6 +311,18 @@ class SessionProbe(FalseInterruptionDriving):
         await asyncio.sleep(self.config.pause_after_answer_s)
         if self._overlay is not None:
             await self._judge_false_interruption(turn.response, timeout)
+
+    async def _await_answer_to_all_of_it(self, turn: TurnTrack) -> None:
+        """An answer begun before the utterance ended answered only its first part (the server cut
+        it at a pause); the answer to the rest replaces it, unless the server commits no more."""
+        while (early := turn.response) is not None and turn.speech_end is not None and early.created < turn.speech_end:
+            waited = 0.0
+            while turn.response is early and (waited < CONTINUATION_COMMIT_S
+                                              or (turn.unanswered and waited < CONTINUATION_ANSWER_S)):
+                await asyncio.sleep(0.05)
+                waited += 0.05
+            if turn.response is early:
+                return
 
     async def _follow_continuations(self, turn: TurnTrack, timeout: float) -> None:
         """An answer cancelled because the user went on is replaced by the answer to all of it: a
@@ -341,14 +354,24 @@ class SessionProbe(FalseInterruptionDriving):
                                recording=turn.record.recording, interruption=interruption.name, offset_ms=offset_ms)
         self.barge_ins.append(record)
         timeout = self.config.turn_timeout_s
-        while response.first_audio is None and not response.done.done():
-            await asyncio.sleep(0.01)
-            if time.monotonic() - response.created > timeout:
-                raise asyncio.TimeoutError
-        if response.done.done():
-            record.status = "answer_finished_first"
-            return
-        await asyncio.sleep(max(0.0, response.first_audio + offset_ms / 1000 - time.monotonic()))
+        while True:
+            while response.first_audio is None and not response.done.done():
+                await asyncio.sleep(0.01)
+                if time.monotonic() - response.created > timeout:
+                    raise asyncio.TimeoutError
+            if not response.done.done():
+                await asyncio.sleep(max(0.0, response.first_audio + offset_ms / 1000 - time.monotonic()))
+            if not response.done.done():
+                break
+            # Ended before the interruption: finished, or cancelled because the user's own utterance
+            # went on (the server cut it at a pause). Then the answer to all of it is talked over.
+            if response.status == "cancelled":
+                await self._follow_continuations(turn, timeout)
+            if turn.response is response or turn.response is None or turn.response.done is None:
+                record.status = "answer_finished_first" if response.status == "completed" else "answer_ended_first"
+                await self._listen(turn.response)  # heard out, as an answer not talked over is
+                return
+            response = turn.response
         pcm = interruption.pcm16(self.config.rate)
         second = self._new_turn(index, interruption, pcm, barge_in=False)
         said = asyncio.ensure_future(self._say(mic, second, pcm))

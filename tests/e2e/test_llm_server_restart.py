@@ -29,8 +29,23 @@ LONG_ANSWER = {"type": "response.create", "response": {"max_output_tokens": 1500
 
 
 def llama_servers(pid: int) -> list[int]:
-    return [child for child in children(pid)
-            if b"llama-server" in Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")[0]]
+    def command(child: int) -> bytes:
+        try:
+            return Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")[0]
+        except OSError:  # gone since it was listed
+            return b""
+
+    return [child for child in children(pid) if b"llama-server" in command(child)]
+
+
+async def until_new_child(pid: int, old: int, timeout_s: float) -> int:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        children_now = [child for child in llama_servers(pid) if child != old]
+        if children_now:
+            return children_now[0]
+        assert time.monotonic() < deadline, f"no new llama-server within {timeout_s} s"
+        await asyncio.sleep(0.1)
 
 
 async def until_ready(url: str, timeout_s: float) -> None:
@@ -131,8 +146,11 @@ async def test_a_crashed_llm_server_fails_the_answer_restarts_and_the_session_go
                 assert failed["response"]["status"] == "failed"
                 assert any(e.get("error", {}).get("code") == "response_failed" for e in client.of_type("error"))
 
+                # /readyz may still answer 200 for the moment between the failed stream and the
+                # supervisor reaping the killed child (a CI run asked in it): wait for the new child.
+                second_child = await until_new_child(proc.pid, first_child, 60)
                 await until_ready(url, 60)
-                [second_child] = llama_servers(proc.pid)
+                assert llama_servers(proc.pid) == [second_child]
                 assert second_child != first_child and not alive(first_child)
                 # An apology may follow the failed answer (when nothing of it was heard): let it end.
                 await client.wait_for("response.done", count=len(client.of_type("response.created")), timeout=60)

@@ -8,6 +8,8 @@ import json
 import os
 import re
 import socket
+import threading
+import time
 import urllib.request
 
 import aiohttp
@@ -18,6 +20,7 @@ from tests.e2e.conftest import start_server
 pytestmark = pytest.mark.e2e
 
 SEND_TIMEOUT_S = 2
+ASKS = 10
 MAX_ITEMS = 4
 
 
@@ -61,10 +64,22 @@ def _stalling_client(url: str) -> socket.socket:
     assert head.startswith(b"HTTP/1.1 101"), head
     story = {"type": "conversation.item.create", "item": {"type": "message", "role": "user", "content": [
         {"type": "input_text", "text": "Tell me a long story about a dragon who learns to bake bread."}]}}
-    sock.sendall(_masked_text_frame(json.dumps(story)))
-    sock.sendall(_masked_text_frame(json.dumps({"type": "response.create", "response": {
-        "instructions": "Tell a long story of at least ten sentences.", "max_output_tokens": 400}})))
+    threading.Thread(target=_keep_asking, args=(sock, story), daemon=True).start()
     return sock
+
+
+def _keep_asking(sock: socket.socket, story: dict) -> None:
+    """Asks again every 2 s: a short answer (a CI run's model declined the story in one sentence)
+    fits in the buffers, so the frozen tab keeps asking until what it never reads fills them.
+    It never reads, but it can still write, until the server cuts it off."""
+    for _ in range(ASKS):
+        try:
+            sock.sendall(_masked_text_frame(json.dumps(story)))
+            sock.sendall(_masked_text_frame(json.dumps({"type": "response.create", "response": {
+                "instructions": "Tell a long story of at least ten sentences.", "max_output_tokens": 400}})))
+        except OSError:
+            return  # cut off
+        time.sleep(2)
 
 
 def _stalled_count(url: str) -> float:

@@ -142,7 +142,23 @@ async def test_binary_audio_and_16khz_session(connect, whisper):
     audio = np.frombuffer(b"".join(client.binary_frames), dtype="<i2")
     assert len(audio) > 16_000 * 0.5
     transcript = response["output"][0]["content"][0]["transcript"]
-    assert error_rate([transcript], [whisper(audio.astype(np.float32) / 32768, 16_000)], "en") <= 0.3
+    # Its words: Whisper hears Piper's 16 kHz audio with some slips ("pure at" heard "purant", a
+    # name heard as three words: 0.5 and 0.31 in CI runs), and it hears speech at the wrong rate
+    # too (24 kHz samples played at 16 kHz read back at 0.19-0.5), so the rate is checked by length.
+    assert error_rate([transcript], [whisper(audio.astype(np.float32) / 32768, 16_000)], "en") <= 0.6
+    expected_s = _piper_seconds(transcript)
+    assert 0.75 * expected_s <= len(audio) / 16_000 <= 1.3 * expected_s, (len(audio) / 16_000, expected_s)
+
+
+def _piper_seconds(text: str) -> float:
+    """How long the embedded English voice takes to say ``text``, synthesized here at its own rate."""
+    from models import embedded_store
+    from models.piper_tts import PiperSynthesizer
+    from tests.e2e.conftest import REPO
+
+    voice = PiperSynthesizer(model_path=embedded_store.ensure_model(embedded_store.PIPER_JOE, REPO / "var" / "models")
+                             / "en_US-joe-medium.onnx")
+    return sum(len(chunk) for chunk in voice.synthesize(text)) / voice.sample_rate
 
 
 async def test_metrics_expose_stage_latencies(connect, server_url):

@@ -40,7 +40,7 @@ async def test_a_labelled_answer_is_spoken_shown_and_remembered_without_its_labe
     await harness.send({"type": "response.create"})
     done = await harness.until("response.done", timeout=10)
     assert done["response"]["status"] == "completed"
-    assert tts.texts == ["Sure, here it is."]
+    assert tts.texts == ["Sure,", "here it is."]  # the short opening word is said at once
     assert done["response"]["output"][0]["content"][0]["transcript"] == "Sure, here it is."
     deltas = "".join(e["delta"] for e in harness.of_type("response.output_audio_transcript.delta"))
     assert deltas == "Sure, here it is."

@@ -1,9 +1,11 @@
 """Talking over an answer and timing how soon it stops, at the server and at the client.
 
-Part of :class:`benchmarks.realtime_probe.SessionProbe` (its base class), kept apart so the
-probe's event tracking and the barge-in protocol each read on their own. The interruption is
-a turn of its own (a new user item), answered after the interrupted answer is cancelled; the
-client-side stop times come from :mod:`benchmarks.client_playback`.
+A base class of :class:`benchmarks.realtime_probe.SessionProbe`, which owns the state and the
+turn-driving methods used here (``_new_turn``, ``_say``, ``_follow_continuations``,
+``_listen``); kept apart so the probe's event tracking and the barge-in protocol each read on
+their own. The interruption is a turn of its own (a new user item), answered after the
+interrupted answer is cancelled; the client-side stop times come from
+:mod:`benchmarks.client_playback`.
 """
 
 from __future__ import annotations
@@ -12,12 +14,10 @@ import asyncio
 import time
 from typing import Any
 
-import numpy as np
-
 from benchmarks.client_playback import stop_ms_after
 from benchmarks.corpus import Recording, speech_start_secs
 from benchmarks.paced_microphone import PacedMicrophone
-from benchmarks.probe_records import BargeInRecord, ResponseTrack, TurnTrack, finish_turn
+from benchmarks.probe_records import BargeInRecord, TurnTrack, finish_turn
 
 
 class BargeInDriving:
@@ -28,18 +28,6 @@ class BargeInDriving:
     session_index: int
     barge_ins: list[BargeInRecord]
     _speech_started: list[float]
-
-    def _new_turn(self, index: int, recording: Recording, pcm: np.ndarray, *, barge_in: bool) -> TurnTrack:
-        raise NotImplementedError
-
-    async def _say(self, mic: PacedMicrophone, turn: TurnTrack, pcm: np.ndarray) -> None:
-        raise NotImplementedError
-
-    async def _follow_continuations(self, turn: TurnTrack, timeout: float) -> None:
-        raise NotImplementedError
-
-    async def _listen(self, response: ResponseTrack | None) -> None:
-        raise NotImplementedError
 
     async def _barge_in(self, mic: PacedMicrophone, index: int, turn: TurnTrack, interruption: Recording,
                         offset_ms: float) -> None:

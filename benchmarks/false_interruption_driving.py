@@ -1,9 +1,9 @@
 """Saying noise or a backchannel over an answer, and judging afterwards whether the answer survived.
 
-Part of :class:`benchmarks.realtime_probe.SessionProbe` (its base class), kept apart so the
-probe's event tracking and the false-interruption protocol each read on their own. The probe
-owns the state these methods use; the verdict's arithmetic is in
-:mod:`benchmarks.false_interruptions`.
+A base class of :class:`benchmarks.realtime_probe.SessionProbe`, which owns the state and the
+turn-driving methods used here (``_follow_continuations``, ``_listen``); kept apart so the probe's
+event tracking and the false-interruption protocol each read on their own. The verdict's
+arithmetic is in :mod:`benchmarks.false_interruptions`.
 """
 
 from __future__ import annotations
@@ -45,12 +45,6 @@ class FalseInterruptionDriving:
     _overlay_end: float
     _overlay_heard_at: float | None
     _overlay_responses_before: int
-
-    async def _follow_continuations(self, turn: TurnTrack, timeout: float) -> None:
-        raise NotImplementedError
-
-    async def _listen(self, response: ResponseTrack | None) -> None:
-        raise NotImplementedError
 
     async def _false_interrupt(self, mic: PacedMicrophone, index: int, turn: TurnTrack, clip: OverlayClip,
                                timeout: float) -> None:

@@ -69,7 +69,7 @@ def _stalling_client(url: str) -> socket.socket:
 
 
 def _keep_asking(sock: socket.socket, story: dict) -> None:
-    """Asks again every 2 s: a short answer (a CI run's model declined the story in one sentence)
+    """Asks again every 2 s: a short answer (in a CI run it was done 4 s after it was asked)
     fits in the buffers, so the frozen tab keeps asking until what it never reads fills them.
     It never reads, but it can still write, until the server cuts it off."""
     for _ in range(ASKS):

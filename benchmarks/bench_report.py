@@ -60,10 +60,17 @@ def summarize_level(turns: list[dict[str, Any]], barge_ins: list[dict[str, Any]]
         scored = [t for t in turns if t["language"] == language and t["error_rate"] is not None]
         if scored:
             words = [t for t in scored]
+            spoken = [t for t in answered if t["language"] == language]
+            v2v = summarize(t.get("first_audio_ms") for t in spoken)
+            live = summarize(t.get("first_partial_ms") for t in turns if t["language"] == language)
             by_language[language] = {
                 "metric": "CER" if language == "zh" else "WER",
                 "mean_error_rate": round(sum(t["error_rate"] for t in words) / len(words), 4),
                 "turns": len(words),
+                "voice_to_voice": v2v.as_dict() if v2v else None,
+                "first_partial": live.as_dict() if live else None,
+                "turns_with_partials": sum(1 for t in turns if t["language"] == language
+                                           and t.get("first_partial_ms") is not None),
             }
     statuses: dict[str, int] = {}
     for t in turns:
@@ -169,6 +176,14 @@ def markdown(run: dict[str, Any]) -> str:
         lines += [f"| {title} | {cell} |" for title, cell in robustness.items()] + [""]
         for language, t in s["transcripts"].items():
             lines.append(f"- {language}: {t['metric']} {100 * t['mean_error_rate']:.1f} % (mean over {t['turns']} turns)")
+            if (v := t.get("voice_to_voice")) is not None:
+                lines.append(f"  - {language} voice-to-voice p50 / p90: {_fmt(v['p50'])} / {_fmt(v['p90'])} ms "
+                             f"({v['n']} answers)")
+            if t.get("turns_with_partials") is not None:
+                live = t.get("first_partial")
+                when = f", first words p50 / p90 {_fmt(live['p50'])} / {_fmt(live['p90'])} ms after speech began" \
+                    if live else ""
+                lines.append(f"  - {language} live transcript: {t['turns_with_partials']} of {t['turns']} turns{when}")
         if s["barge_in_outcomes"]:
             lines.append(f"- barge-in outcomes: {s['barge_in_outcomes']}")
         if s["split_turns"]:

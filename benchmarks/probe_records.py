@@ -41,6 +41,8 @@ class TurnRecord:
     server_ms: dict[str, float | None] = field(default_factory=dict)
     overhead_ms: float | None = None
     answer_gaps_ms: float | None = None
+    first_partial_ms: float | None = None
+    """First live transcript delta (before the commit), from the first voiced frame sent; None: no preview."""
     """Silence inside the answer as the client played it: its underruns after the first audio (the
     next sentence's audio came after the last one had played out). None for a turn talked over."""
     barge_in: bool = False
@@ -114,6 +116,8 @@ class TurnTrack:
 
     record: TurnRecord
     speech_start: float = 0.0
+    voice_start: float | None = None
+    """When the recording's first voiced frame was sent (its leading silence past ``speech_start``)."""
     speech_end: float | None = None
     committed_at: float | None = None
     item_id: str | None = None

@@ -21,7 +21,7 @@ import aiohttp
 import numpy as np
 
 from benchmarks.barge_in_driving import BargeInDriving
-from benchmarks.corpus import Recording, speech_end_secs
+from benchmarks.corpus import Recording, speech_end_secs, speech_start_secs
 from benchmarks.false_interruption_driving import FalseInterruptionDriving
 from benchmarks.false_interruptions import FalseInterruptionRecord, OverlayClip
 from benchmarks.paced_microphone import PacedMicrophone
@@ -125,6 +125,12 @@ class SessionProbe(FalseInterruptionDriving, BargeInDriving):
             self._last_speech_stopped = now
         elif kind == "input_audio_buffer.committed":
             self._on_committed(event, now)
+        elif kind == "conversation.item.input_audio_transcription.delta":
+            # A live preview: a delta before the item's commit. Timed from the first voiced frame sent.
+            turn = self._item_owner.get(event.get("item_id") or "")
+            if (isinstance(turn, TurnTrack) and turn.record.first_partial_ms is None
+                    and event.get("item_id") not in self._by_item and turn.voice_start is not None):
+                turn.record.first_partial_ms = round((now - turn.voice_start) * 1000, 1)
         elif kind == "conversation.item.input_audio_transcription.completed":
             if self._overlay is not None and event.get("item_id", "") in self._overlay_items:
                 self._overlay.heard_as = (self._overlay.heard_as + " " + event.get("transcript", "")).strip()
@@ -276,6 +282,7 @@ class SessionProbe(FalseInterruptionDriving, BargeInDriving):
         self._current = turn
         utterance = mic.say(pcm, owner=turn)
         turn.speech_start = await utterance.started
+        turn.voice_start = turn.speech_start + speech_start_secs(pcm, self.config.rate)
         # Frames leave on a fixed schedule, so the moment the last speech frame is sent is known
         # now, before the trailing silence of the recording has been sent (or the turn ended).
         frames = -(-speech_end_secs(pcm, self.config.rate) * 1000 // self.config.frame_ms)

@@ -4,6 +4,11 @@ Some embedded models arrive split across several pip packages (PyPI's file size
 limit). We concatenate the parts once into ``model_dir`` and pin the sha256 of
 every assembled file: a wrong part, a truncated download or a different package
 version fails loudly here instead of producing garbage at inference time.
+
+A few files come from the npm registry instead (Kokoro's Mandarin voice packs ship
+in no pip package, but in ``kokoro-js``): ``scripts/setup.sh`` fetches the package
+tarball with ``npm pack`` into ``var/npm`` (or ``$TINGSHUO_NPM_DIR``), and the
+files are taken out of it here, the tarball and each file checked against a pin.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
+import os
 import shutil
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,10 +41,37 @@ class PackagedFile:
 
 
 @dataclass(frozen=True, slots=True)
+class NpmTarball:
+    """A package tarball as ``npm pack NAME@VERSION`` writes it (``NAME-VERSION.tgz``)."""
+
+    name: str
+    version: str
+    sha256: str
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}-{self.version}.tgz"
+
+
+@dataclass(frozen=True, slots=True)
+class TarballFile:
+    """A file taken out of an npm package tarball."""
+
+    name: str
+    tarball: NpmTarball
+    member: str
+    sha256: str
+
+
+NPM_DIR_ENV = "TINGSHUO_NPM_DIR"
+DEFAULT_NPM_DIR = Path("var/npm")
+
+
+@dataclass(frozen=True, slots=True)
 class EmbeddedModel:
     key: str
     directory: str
-    files: tuple[PackagedFile, ...]
+    files: tuple[PackagedFile | TarballFile, ...]
     licence: str
 
 
@@ -141,12 +175,39 @@ def _package_file(import_name: str, relative: str) -> Path:
     return path
 
 
-def _assemble_file(spec: PackagedFile, dest: Path) -> None:
+def npm_tarball_path(tarball: NpmTarball) -> Path:
+    """Where ``npm pack`` left the tarball; checked against its pin before anything is read from it."""
+    path = Path(os.environ.get(NPM_DIR_ENV) or DEFAULT_NPM_DIR) / tarball.filename
+    if not path.is_file():
+        raise ModelAssemblyError(
+            f"{path} is missing: run the set-up script (scripts/setup.sh), or "
+            f"`npm pack {tarball.name}@{tarball.version} --pack-destination {path.parent}`")
+    if (actual := sha256_of(path)) != tarball.sha256:
+        raise ModelAssemblyError(f"{path}: sha256 {actual} does not match pinned {tarball.sha256}")
+    return path
+
+
+def _copy_tarball_member(spec: TarballFile, out) -> None:
+    with tarfile.open(npm_tarball_path(spec.tarball), "r:gz") as archive:
+        try:
+            member = archive.getmember(spec.member)
+        except KeyError:
+            raise ModelAssemblyError(f"{spec.member} is missing from {spec.tarball.filename}") from None
+        src = archive.extractfile(member) if member.isfile() else None
+        if src is None:
+            raise ModelAssemblyError(f"{spec.member} in {spec.tarball.filename} is not a file")
+        shutil.copyfileobj(src, out, _HASH_CHUNK_BYTES)
+
+
+def _assemble_file(spec: PackagedFile | TarballFile, dest: Path) -> None:
     tmp = dest.with_suffix(dest.suffix + ".partial")
     with tmp.open("wb") as out:
-        for import_name, relative in spec.parts:
-            with _package_file(import_name, relative).open("rb") as src:
-                shutil.copyfileobj(src, out, _HASH_CHUNK_BYTES)
+        if isinstance(spec, TarballFile):
+            _copy_tarball_member(spec, out)
+        else:
+            for import_name, relative in spec.parts:
+                with _package_file(import_name, relative).open("rb") as src:
+                    shutil.copyfileobj(src, out, _HASH_CHUNK_BYTES)
     if spec.sha256 and (actual := sha256_of(tmp)) != spec.sha256:
         tmp.unlink()
         raise ModelAssemblyError(f"{dest.name}: sha256 {actual} does not match pinned {spec.sha256}")

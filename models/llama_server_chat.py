@@ -21,6 +21,7 @@ from models.interfaces import ChatMessage, GenerationParams, ToolCall
 from models.llama_chat import ANSWER_FROM_TOOL_RESULTS
 from models.llama_server_process import LlamaServerError, LlamaServerParams, LlamaServerProcess
 from models.llama_slots import SlotRouter
+from models.llama_turn_judge import end_of_message_probability
 from models.openai_chat import OpenAIChatModel, OpenAIChatParams
 
 
@@ -65,6 +66,13 @@ class LlamaServerChatModel:
         async with aclosing(stream):
             async for _ in stream:
                 pass
+
+    async def end_of_message_probability(self, text: str, *, timeout_s: float) -> float:
+        """How likely the user's message ends after ``text`` (:mod:`models.llama_turn_judge`), read
+        on the background slot so that no conversation's cached prompt is overwritten."""
+        base_url = await self.process.wait_ready(timeout_s)
+        return await end_of_message_probability(self._chat.client(), base_url, text,
+                                                slot=self.slots.background_slot, timeout_s=timeout_s)
 
     async def stream_chat(self, messages: Sequence[ChatMessage],
                           params: GenerationParams) -> AsyncIterator[str | ToolCall]:

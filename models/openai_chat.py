@@ -93,6 +93,10 @@ class OpenAIChatModel:
             await self._session.close()
             self._session = None
 
+    def client(self) -> aiohttp.ClientSession:
+        """The adapter's HTTP session, for other requests to the same server (models/llama_turn_judge.py)."""
+        return self._client()
+
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.params.connect_timeout_s)

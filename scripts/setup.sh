@@ -24,5 +24,12 @@ if ! ls var/wheels/pipecat_ai-1.14.0-*.whl >/dev/null 2>&1; then
   .venv/bin/python -m pip download -q --no-deps -d var/wheels "pipecat-ai==1.14.0"
 fi
 export TINGSHUO_PIPECAT_WHEEL="$(ls var/wheels/pipecat_ai-1.14.0-*.whl | head -n 1)"
+# Kokoro's Mandarin voice packs ship in no pip package, but in npm's kokoro-js (Apache-2.0): the
+# tarball's sha256 and each voice's are pinned in models/kokoro_tts.py and checked on assembly.
+mkdir -p var/npm
+if [ ! -f var/npm/kokoro-js-1.2.1.tgz ]; then
+  command -v npm >/dev/null || { echo "setup needs npm for Kokoro's Mandarin voices: apt-get install npm" >&2; exit 1; }
+  (cd var/npm && npm pack --silent kokoro-js@1.2.1 >/dev/null)
+fi
 .venv/bin/tingshuo models install
 bash scripts/build_llama_server.sh

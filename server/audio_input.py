@@ -46,6 +46,9 @@ class _Pause:
     samples: int
     stopped_at: float
     finished_text: asyncio.Event = field(default_factory=asyncio.Event)
+    unfinished_text: asyncio.Future[bool] | None = None
+    """Set when the words of the turn so far will be judged (:meth:`AudioInput.expect_text_verdict`):
+    True when they read unfinished."""
 
 
 class InputHooks(Protocol):
@@ -248,9 +251,50 @@ class AudioInput:
                     log.exception("the turn model failed; the silence rule decides")
         decision = self._policy.decide(probability)
         log.debug("turn decision p=%s wait=%d", probability, decision.wait_ms)
+        if decision.ends_now and decision.reason == "semantic":
+            decision = await self._words_agree(decision)
         reason = await self._wait_out(decision) if decision.wait_ms else decision.reason
         self._turn_end_task = None
         await self._finish_turn(reason=reason)
+
+    def expect_text_verdict(self) -> None:
+        """The words of the turn so far will be judged (:meth:`note_text_verdict`): a turn end the
+        audio model is sure of waits for them, and they can keep the turn open."""
+        if self._pause is not None and self._pause.unfinished_text is None:
+            self._pause.unfinished_text = asyncio.get_running_loop().create_future()
+
+    def awaits_text_verdict(self, samples: int) -> bool:
+        pause = self._pause
+        return (pause is not None and pause.samples == samples and pause.unfinished_text is not None
+                and not pause.unfinished_text.done())
+
+    def note_text_verdict(self, samples: int, *, unfinished: bool) -> None:
+        pause = self._pause
+        if (pause is not None and pause.samples == samples and pause.unfinished_text is not None
+                and not pause.unfinished_text.done()):
+            pause.unfinished_text.set_result(unfinished)
+
+    async def _words_agree(self, decision: TurnDecision) -> TurnDecision:
+        """The audio model says the turn is over; when the words will be judged, they must not read
+        unfinished ("我想问", "甚至出现交"): then the turn waits out the longest silence instead. The
+        wait for the verdict counts against that silence, so a verdict that never comes costs no more."""
+        assert self._policy is not None
+        pause = self._pause
+        if pause is None or pause.unfinished_text is None:
+            return decision
+        longest_ms = self._policy.decide(None).wait_ms  # from the VAD stop
+
+        def left_ms() -> float:
+            return longest_ms - (time.monotonic() - pause.stopped_at) * 1000
+
+        try:
+            unfinished = await asyncio.wait_for(asyncio.shield(pause.unfinished_text), max(0.0, left_ms()) / 1000)
+        except asyncio.TimeoutError:
+            return TurnDecision(wait_ms=0, reason="max_silence")
+        if not unfinished:
+            return decision
+        log.info("the audio model heard a finished turn, the words read unfinished: waiting")
+        return TurnDecision(wait_ms=max(1, int(left_ms())), reason="max_silence")
 
     def note_transcript(self, samples: int, *, finished: bool) -> None:
         """The early transcript of the turn so far (``samples`` long) reads finished, or not: an

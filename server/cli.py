@@ -116,9 +116,9 @@ def _embedded_wanted(config) -> list:
     wanted = [embedded_store.WHISPER_BASE, embedded_store.PIPER_JOE,
               embedded_store.QWEN_05B if config.models.llm == "qwen2.5-0.5b" else embedded_store.SMOLLM2_135M]
     if config.models.tts_zh == "kokoro":
-        from models.kokoro_tts import KOKORO_EMBEDDED
+        from models.kokoro_tts import KOKORO_EMBEDDED, KOKORO_ZH_VOICES
 
-        wanted.append(KOKORO_EMBEDDED)
+        wanted += [KOKORO_EMBEDDED, KOKORO_ZH_VOICES]
     return wanted
 
 
@@ -159,7 +159,7 @@ class PullProgress:
 def _models(config, args) -> int:
     from models import embedded_store
     from models.download_catalogue import downloadable_models, find_model
-    from models.kokoro_tts import KOKORO_EMBEDDED
+    from models.kokoro_tts import KOKORO_EMBEDDED, KOKORO_ZH_VOICES
     from models.model_downloads import DownloadError, pull, verify_install
     from models.smart_turn import ensure_smart_turn_model
 
@@ -167,9 +167,10 @@ def _models(config, args) -> int:
     action = "assemble" if args.action == "install" else args.action
     if action == "list":
         print(f"{'model':42s} {'engine':12s} {'languages':14s} {'size':>9s}  {'installed':9s} licence")
-        for m in (*embedded_store.EMBEDDED_MODELS.values(), KOKORO_EMBEDDED):
+        for m in (*embedded_store.EMBEDDED_MODELS.values(), KOKORO_EMBEDDED, KOKORO_ZH_VOICES):
             installed = "yes" if not embedded_store.verify_model(m, model_dir) else "no"
-            print(f"{m.key:42s} {'embedded':12s} {'':14s} {'pip':>9s}  {installed:9s} {m.licence}")
+            source = "npm" if m is KOKORO_ZH_VOICES else "pip"
+            print(f"{m.key:42s} {'embedded':12s} {'':14s} {source:>9s}  {installed:9s} {m.licence}")
         for d in downloadable_models():
             installed = "yes" if d.installed(model_dir) else "no"
             print(f"{d.key:42s} {d.engine:12s} {','.join(d.languages):14s} {_size(d.size_bytes):>9s}  "

@@ -153,6 +153,13 @@ class AssistantSection:
     """Longest the VAD may take for one append's frames; past it that audio is dropped with an error."""
     turn_model_timeout_s: float = 2.0
     """Longest the semantic turn model may take; past it the silence rule alone ends the turn."""
+    text_turn_judge: Literal["auto", "off"] = "auto"
+    """'auto': when Smart Turn hears a Mandarin turn end, the embedded LLM reads its words first
+    (models/llama_turn_judge.py) and a turn that reads unfinished waits for the longest silence;
+    Smart Turn took 9 of 12 Mandarin half-sentences for finished. Only with the embedded llama-server."""
+    text_turn_threshold: float = 0.05
+    """Below this probability that the message ends, the words read unfinished."""
+    text_turn_timeout_s: float = 2.0
     llm_adapter: str = ""
     """A LoRA adapter the LLM server serves beside its base model (a persona's fine-tune); empty: none."""
     personas_dir: str = ""

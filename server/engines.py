@@ -69,6 +69,8 @@ class Engines:
     executors: Executors
     partials: PartialRecognizer | None = None
     """Live preview recogniser; None when ``models.asr_partials = "off"``."""
+    mandarin_partials: PartialRecognizer | None = None
+    """Mandarin previews beside an English-only ``partials`` (Whisper decoding the growing turn)."""
 
     _closed: bool = field(default=False, init=False, repr=False)
 
@@ -95,6 +97,7 @@ class Engines:
         self.executors.shutdown()
         closed: set[int] = set()
         for stage, engine in (("llm", self.llm), ("tts", self.tts), ("asr", self.asr), ("partials", self.partials),
+                              ("mandarin partials", self.mandarin_partials),
                               ("turn", self.turn), ("vad", self.vad)):
             if engine is None or id(engine) in closed:
                 continue
@@ -291,6 +294,17 @@ def _load_partials(config: Config, asr: SpeechRecognizer) -> PartialRecognizer |
     return partials
 
 
+def _load_mandarin_partials(config: Config, asr: SpeechRecognizer) -> PartialRecognizer | None:
+    """'auto' with Whisper: Mandarin previews from Whisper itself (:mod:`models.whisper_partials`),
+    since PocketSphinx knows only English. A streaming ASR previews its own languages."""
+    from models.whisper_asr import WhisperRecognizer
+    from models.whisper_partials import WhisperWindowPartials
+
+    if config.models.asr_partials != "auto" or not isinstance(asr, WhisperRecognizer):
+        return None
+    return WhisperWindowPartials(asr, language="zh")
+
+
 def load_engines(config: Config) -> Engines:
     """Blocking: loads every model (seconds). Call it before the event loop serves traffic.
 
@@ -313,4 +327,6 @@ def load_engines(config: Config) -> Engines:
         tts = _load_tts(config, model_dir)
     with _timed("partials"):
         partials = _load_partials(config, asr)
-    return Engines(vad=vad, turn=turn, asr=asr, llm=llm, tts=tts, executors=executors, partials=partials)
+        mandarin_partials = _load_mandarin_partials(config, asr)
+    return Engines(vad=vad, turn=turn, asr=asr, llm=llm, tts=tts, executors=executors, partials=partials,
+                   mandarin_partials=mandarin_partials)

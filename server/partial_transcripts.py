@@ -81,6 +81,11 @@ class PartialTranscripts:
         return self._recognizer.language
 
     @property
+    def languages(self) -> tuple[str, ...]:
+        """Every language its recogniser previews: a bilingual sherpa model previews zh and en."""
+        return tuple(getattr(self._recognizer, "languages", None) or (self._recognizer.language,))
+
+    @property
     def gives_final(self) -> bool:
         """Its streams' ``finish()`` is the turn's final transcript (a streaming ASR, not a preview-only model)."""
         return bool(getattr(self._recognizer, "final_transcripts", False))
@@ -93,7 +98,10 @@ class PartialTranscripts:
     def start(self, item_id: str) -> None:
         """A new user turn: previews go to ``item_id`` (the id of its speech_started and committed item)."""
         if not self._closed:
-            self._utterance = _Utterance(item_id=item_id)
+            rec = self._recognizer
+            self._utterance = _Utterance(item_id=item_id, stable=StablePartials(
+                agreement=getattr(rec, "preview_agreement", StablePartials.agreement),
+                hold_back_words=getattr(rec, "preview_hold_back", StablePartials.hold_back_words)))
 
     def feed(self, audio: np.ndarray) -> None:
         """Never blocks: buffers the audio and starts a decode job unless one is in flight."""

@@ -80,12 +80,10 @@ class RealtimeSession:
         self._audio_rate = AudioRateLimit(max_speed=config.server.max_audio_speed)
         self._closed = False
         self.responses = Responder(self, tools=self._services.tools)
-        partials = (
-            PartialTranscripts(recognizer=engines.partials, executor=engines.executors.partials,
-                               spawn=self.spawn, send=self.send)
-            if engines.partials is not None else None
-        )
-        self.turns = UserTurns(self, partials=partials)
+        previews = [PartialTranscripts(recognizer=recognizer, executor=engines.executors.partials,
+                                       spawn=self.spawn, send=self.send)
+                    for recognizer in (engines.partials, engines.mandarin_partials) if recognizer is not None]
+        self.turns = UserTurns(self, previews=previews)
         self.input = AudioInput(
             engines=engines, hooks=self.turns, input_rate_hz=self.settings.input_rate_hz,
             turn_detection=self.settings.turn_detection, vad_start_ms=audio.vad_start_ms,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -48,6 +48,9 @@ from streaming.barge_in import BargeInPolicy, InterruptionParams, SpeechLasted, 
 
 log = logging.getLogger(__name__)
 
+ASSISTANT_LANGUAGES = ("en", "zh")
+"""The languages the assistant listens and answers in."""
+
 
 class TurnHost(Protocol):
     """What the user's turns need of their session."""
@@ -71,9 +74,12 @@ class TurnHost(Protocol):
 
 
 class UserTurns:
-    def __init__(self, host: TurnHost, *, partials: PartialTranscripts | None) -> None:
+    def __init__(self, host: TurnHost, *, previews: Sequence[PartialTranscripts] = ()) -> None:
         self._host = host
-        self._partials = partials
+        self._previews = tuple(previews)
+        """One per preview recogniser (PocketSphinx for English, Whisper's window for Mandarin)."""
+        self._partials: PartialTranscripts | None = None
+        """The preview of the turn in progress: the first of ``previews`` that knows the user's language."""
         audio = host.config.audio
         self._barge_in = BargeInPolicy(params=InterruptionParams(
             confirm_speech_ms=audio.barge_in_confirm_speech_ms, max_pause_ms=audio.barge_in_max_pause_ms))
@@ -119,21 +125,26 @@ class UserTurns:
                 return  # over an answer: judged before the client hears of it (server/interruptions.py)
         host.thinking.user_started_speaking()
         await self._interruptions.send(started)
-        if self._partials is not None and self._wants_partials(self._partials.language):
+        self._partials = next((p for p in self._previews if self._wants_partials(p)), None)
+        if self._partials is not None:
             self._partials.start(self._speech_item_id)
         if self._interrupts() and (truncated := host.responses.barge_in()) is not None:
             await self._interruptions.send(truncated)
 
-    def _wants_partials(self, language: str) -> bool:
-        """Previews only when transcripts are on and the user likely speaks the preview recogniser's language."""
+    def _wants_partials(self, partials: PartialTranscripts) -> bool:
+        """Previews only when transcripts are on and the user likely speaks a language the preview
+        recogniser knows."""
         if not self._host.settings.transcription:
             return False
+        languages = partials.languages
         pinned = self._host.settings.transcription_language
         if pinned is not None:
-            return pinned == language
+            return pinned in languages
+        if set(ASSISTANT_LANGUAGES) <= set(languages):
+            return True  # nothing to guess: it previews whichever the user speaks
         # Auto-detect: only once a turn was heard in the preview's language. Guessing on the first
         # turn showed Mandarin speakers English nonsense ("or will shoot for the time") until Whisper.
-        return self.last_language == language
+        return self.last_language in languages
 
     def on_turn_audio(self, audio: np.ndarray) -> None:
         if self._partials is not None:
@@ -155,6 +166,7 @@ class UserTurns:
             # Decoded from the pause on: what came since is the stop's silence. The turn ends on
             # this audio as on that, so the transcript stands for it.
             early.samples, early.at_pause = len(audio), False
+            self._expect_words_judged()
             early.task.add_done_callback(lambda done: self._read_pause(early, done))
             return
         self._discard_early()
@@ -165,6 +177,7 @@ class UserTurns:
             early = self._early = EarlyDecode(samples=len(audio), task=task)
             task.add_done_callback(early.finished)
             if not held:
+                self._expect_words_judged()
                 task.add_done_callback(lambda done: self._read_pause(early, done))
         if held:  # its words, known before the turn end, judge the paused answer
             self._interruptions.hold_event(stopped, words_pending=task is not None)
@@ -289,10 +302,38 @@ class UserTurns:
         """The pause's transcript is ready while the turn detector may still wait: words that read
         finished shorten the wait, and the answer starts now."""
         if self._early is not early or task.cancelled() or task.exception() is not None:
+            self._host.input.note_text_verdict(early.samples, unfinished=False)
             return
         transcript = task.result()
         self._host.input.note_transcript(early.samples, finished=sounds_finished(transcript.text))
+        if self._host.input.awaits_text_verdict(early.samples):
+            self._host.spawn(self._judge_words(early.samples, transcript.text), name="text-turn-end")
         self._preempt(transcript)
+
+    # -- the words' own end of turn (Mandarin) ----------------------------------------
+    def _expect_words_judged(self) -> None:
+        """A Mandarin turn's words will be judged before Smart Turn may end it (server/audio_input.py)."""
+        host = self._host
+        judge = getattr(host.engines.llm, "end_of_message_probability", None)
+        if (host.config.assistant.text_turn_judge == "auto" and callable(judge)
+                and self.user_language() in (None, "zh")):
+            host.input.expect_text_verdict()
+
+    async def _judge_words(self, samples: int, text: str) -> None:
+        """Whether the words so far read unfinished: the LLM's probability that the message ends
+        here (models/llama_turn_judge.py). English, no words, or a failure: no objection."""
+        assistant = self._host.config.assistant
+        unfinished = False
+        try:
+            if text.strip() and detect_language(text) == "zh":
+                probability = await self._host.engines.llm.end_of_message_probability(  # type: ignore[attr-defined]
+                    text, timeout_s=assistant.text_turn_timeout_s)
+                unfinished = probability < assistant.text_turn_threshold
+                log.info("end of message %.3f for %r", probability, text)
+        except Exception as exc:  # noqa: BLE001 (a judge that fails leaves the turn to Smart Turn)
+            log.info("judging the words of the turn failed: %s", exc)
+        finally:
+            self._host.input.note_text_verdict(samples, unfinished=unfinished)
 
     def _preempt(self, transcript: Transcript) -> None:
         host = self._host
@@ -382,5 +423,5 @@ class UserTurns:
     async def aclose(self) -> None:
         self._interruptions.close()
         self._discard_early()
-        if self._partials is not None:
-            await self._partials.aclose()
+        for preview in self._previews:
+            await preview.aclose()

@@ -85,7 +85,7 @@ export class AudioEngine {
   }
 
   onPlaybackMessage(msg) {
-    if (msg.type === "flushed" && this.flushes.has(msg.requestId)) {
+    if ((msg.type === "flushed" || msg.type === "played") && this.flushes.has(msg.requestId)) {
       this.flushes.get(msg.requestId)(msg);
       this.flushes.delete(msg.requestId);
     }
@@ -107,13 +107,22 @@ export class AudioEngine {
     this.playback?.port.postMessage({ type: "end", itemId });
   }
 
-  /** Drop everything queued; resolves with what the item at the head had played. */
+  /** Drop everything queued; resolves with what `itemId` (else the item at the head) had played. */
   flush(itemId) {
-    if (!this.playback) return Promise.resolve({ itemId, playedMs: 0, droppedMs: 0 });
+    return this.ask({ type: "flush", itemId }, { itemId, playedMs: 0, droppedMs: 0 });
+  }
+
+  /** Resolves with how much of `itemId` the speaker has been given so far; drops nothing. */
+  played(itemId) {
+    return this.ask({ type: "played", itemId }, { itemId, playedMs: 0 });
+  }
+
+  ask(msg, idle) {
+    if (!this.playback) return Promise.resolve(idle);
     const requestId = ++this.flushSeq;
     return new Promise((resolve) => {
       this.flushes.set(requestId, resolve);
-      this.playback.port.postMessage({ type: "flush", requestId, itemId });
+      this.playback.port.postMessage({ ...msg, requestId });
     });
   }
 

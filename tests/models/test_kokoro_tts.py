@@ -12,6 +12,7 @@ import json
 import time
 import unicodedata
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,8 +24,12 @@ from tests.e2e.scoring import edit_distance
 
 SENTENCE = "你好，我是听说语音助手。今天天气很好。"
 MAX_CER = 0.13
-"""At most 2 of the 16 characters. Measured with the default voice jf_alpha: CER 0.0 (read
-back exactly); the other four shipped voices score 0.0 to 0.0625 (one near-homophone, 语 -> 与)."""
+"""At most 2 of the 16 characters."""
+MAX_SET_CER = 0.05
+"""Issue 14's target over the 32 sentences of benchmarks/mandarin_sentences.py (numbers, dates,
+prices, places, English words). Measured with zf_xiaobei: see the README (`python -m
+benchmarks.voice_readback`); the Japanese voice jf_alpha, the default until 2026-12, scored
+about 25 % on eight plain sentences."""
 MIN_RMS = 500
 """int16 RMS over the whole clip; measured 3,293 (Kokoro's silence is exact zeros)."""
 
@@ -90,6 +95,45 @@ def test_kokoro_speaks_intelligible_mandarin(kokoro, whisper):
     error = cer(SENTENCE, heard)
     print(f"whisper heard {heard!r}: CER {error:.3f}")
     assert error <= MAX_CER, heard
+
+
+@pytest.mark.timeout(900)
+def test_the_mandarin_voice_is_read_back_over_the_sentence_set(kokoro):
+    from benchmarks.mandarin_sentences import MANDARIN_SENTENCES
+    from benchmarks.voice_readback import read_back
+    from models.kokoro_tts import DEFAULT_VOICE
+    from models.whisper_asr import WhisperRecognizer
+
+    assert len(MANDARIN_SENTENCES) >= 30
+    whisper = WhisperRecognizer(model_dir=ensure_model(WHISPER_BASE, Path(__file__).resolve().parents[2] / "var" / "models"))
+    result = read_back(kokoro, whisper, DEFAULT_VOICE)
+    for sentence, heard in zip(MANDARIN_SENTENCES, result.heard):
+        print(f"{sentence} -> {heard}")
+    print(f"CER {result.cer:.3f}, first audio median {sorted(result.first_audio_s)[len(result.first_audio_s) // 2]:.2f} s")
+    assert result.cer <= MAX_SET_CER
+
+
+def test_english_words_inside_mandarin_are_said_as_words_and_numbers_as_read(kokoro):
+    from models.kokoro_tts import EnglishWords
+
+    english = EnglishWords()
+    wifi = kokoro.phonemize("我用Wi-Fi上网")
+    assert english("Wi-Fi") in wifi and "Wi-Fi" not in wifi, wifi
+    assert kokoro.phonemize("2楼") == kokoro.phonemize("二楼")
+    assert kokoro.phonemize("9:30开门") == kokoro.phonemize("九点半开门")
+    assert kokoro.phonemize("门票¥45") == kokoro.phonemize("门票四十五元")
+
+
+def test_the_mandarin_voices_come_from_the_pinned_npm_tarball(kokoro, tmp_path, monkeypatch):
+    from models import embedded_store
+    from models.kokoro_tts import KOKORO_JS, KOKORO_ZH_VOICES
+
+    assert {"zf_xiaobei", "zm_yunxi"} <= set(kokoro.voices)
+    bad = tmp_path / KOKORO_JS.filename
+    bad.write_bytes(b"not the tarball")
+    monkeypatch.setenv(embedded_store.NPM_DIR_ENV, str(tmp_path))
+    with pytest.raises(embedded_store.ModelAssemblyError, match="does not match pinned"):
+        embedded_store.ensure_model(KOKORO_ZH_VOICES, tmp_path / "models")
 
 
 def test_g2p_output_is_inside_the_vocabulary(kokoro):

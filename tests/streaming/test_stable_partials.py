@@ -57,3 +57,21 @@ def test_invalid_parameters_are_rejected():
         StablePartials(agreement=0)
     with pytest.raises(ValueError):
         StablePartials(hold_back_words=-1)
+
+
+# Hypotheses of a growing turn, each a decode of all of it so far (as models.whisper_partials makes them);
+# the third one misheard its last character, which was still held back.
+GUANGZHOU = ["广州", "广州市房", "广州市房地铲", "广州市房地产中介", "广州市房地产中介协会分析"]
+
+
+def test_each_ideograph_is_a_word():
+    deltas = run(GUANGZHOU, agreement=1, hold_back_words=2)
+    assert deltas == ["", "广州", "市房", "地产", "中介协会"]  # "铲" was never sent
+    assert "".join(deltas) == "广州市房地产中介协会"
+
+
+def test_spaces_are_kept_where_the_recogniser_wrote_them():
+    stable = StablePartials(agreement=1, hold_back_words=0)
+    assert stable.update("我用Wi-Fi 上网") == "我用Wi-Fi 上网"
+    assert stable.update("我用Wi-Fi 上网 very fast") == " very fast"
+    assert stable.text == "我用Wi-Fi 上网 very fast"

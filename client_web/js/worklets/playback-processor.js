@@ -31,8 +31,12 @@ class PlaybackProcessor extends AudioWorkletProcessor {
       this.buffered += data.length;
     } else if (msg.type === "end") {
       this.ended.add(msg.itemId);
+    } else if (msg.type === "played") {
+      this.port.postMessage({ type: "played", requestId: msg.requestId, itemId: msg.itemId, playedMs: this.playedMs(msg.itemId) });
     } else if (msg.type === "flush") {
-      const itemId = this.queue.length ? this.queue[0].itemId : msg.itemId;
+      // Barge-in silences everything queued, but reports the item it was asked about: by the
+      // time the flush lands, the head of the queue may already be the next answer.
+      const itemId = msg.itemId || (this.queue.length ? this.queue[0].itemId : null);
       const dropped = this.buffered;
       this.queue = [];
       this.pos = 0;

@@ -41,7 +41,10 @@ class LlamaServerChatModel:
     def __init__(self, *, server: LlamaServerParams, params: LlamaServerChatParams) -> None:
         self.process = LlamaServerProcess(server)
         self.params = params
-        self.slots = SlotRouter(slots=server.slots)
+        # The last slot is the turn judge's (models/llama_turn_judge.py): its short prompt, the same
+        # head every time, stays cached there, and it never waits behind a summary or an answer.
+        self.judge_slot = server.slots - 1 if server.slots >= 3 else None
+        self.slots = SlotRouter(slots=server.slots - 1 if self.judge_slot is not None else server.slots)
         self._chat = OpenAIChatModel(params=OpenAIChatParams(base_url="", model=params.model_name, keep_alive=False))
 
     @property
@@ -69,10 +72,10 @@ class LlamaServerChatModel:
 
     async def end_of_message_probability(self, text: str, *, timeout_s: float) -> float:
         """How likely the user's message ends after ``text`` (:mod:`models.llama_turn_judge`), read
-        on the background slot so that no conversation's cached prompt is overwritten."""
+        on a slot of its own so that no conversation's cached prompt is overwritten."""
         base_url = await self.process.wait_ready(timeout_s)
-        return await end_of_message_probability(self._chat.client(), base_url, text,
-                                                slot=self.slots.background_slot, timeout_s=timeout_s)
+        slot = self.judge_slot if self.judge_slot is not None else self.slots.background_slot
+        return await end_of_message_probability(self._chat.client(), base_url, text, slot=slot, timeout_s=timeout_s)
 
     async def stream_chat(self, messages: Sequence[ChatMessage],
                           params: GenerationParams) -> AsyncIterator[str | ToolCall]:

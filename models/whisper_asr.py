@@ -57,6 +57,22 @@ class WhisperRecognizer:
     def open_stream(self, *, language: str | None = None) -> RecognitionStream:
         return _WhisperStream(self, language)
 
+    def preview(self, audio: np.ndarray, *, language: str) -> str | None:
+        """A quick look at a turn still being spoken (models/whisper_partials.py): one decode on the
+        short window, never the full-window retry, and None at once when a transcript is being
+        made (previews must not hold up the turn's own decode, nor queue behind it)."""
+        if len(audio) < MIN_AUDIO_SECS * _SAMPLE_RATE_HZ or not self._lock.acquire(blocking=False):
+            return None
+        try:
+            features = self._model.feature_extractor(audio.astype(np.float32, copy=False))
+            features = features[..., : self._model.feature_extractor.nb_max_frames]
+            text, _, _ = self._decode(features, language, self._window(features.shape[-1]))
+        finally:
+            self._lock.release()
+        if _looks_looped(text) or _too_long(text, len(audio) / _SAMPLE_RATE_HZ):
+            return None  # Whisper's guess at a syllable or two is a hallucination, not a preview
+        return _to_simplified(text) if language == "zh" else text
+
     def transcribe(self, audio: np.ndarray, *, language: str | None = None) -> Transcript:
         if len(audio) < MIN_AUDIO_SECS * _SAMPLE_RATE_HZ:
             return Transcript(text="", language=language)
@@ -151,6 +167,15 @@ Mandarin fragments too, 2 s each on two cores, and doubled the p90 of recognitio
 MIN_TEXT_UNITS_PER_S = 1.5
 """Characters per second of audio (a Chinese character counts 2) below which a transcript is taken
 for a decode stopped early; speech runs at about 12-15 (English) and 6-10 (Mandarin)."""
+
+
+MAX_TEXT_UNITS_PER_S = 30.0
+"""More characters per second of audio (a Chinese character counts 2) than anyone says."""
+
+
+def _too_long(text: str, seconds: float) -> bool:
+    units = sum(2 if "\u3400" <= ch <= "\u9fff" else 1 for ch in text if not ch.isspace())
+    return units > MAX_TEXT_UNITS_PER_S * max(seconds, 0.5)
 
 
 def _has_digits(text: str) -> bool:

@@ -13,8 +13,11 @@ last decode's time)`` of new audio, so one session's previews take at most about
 1/``duty`` of the recogniser's time however loaded the machine is (a slow decode
 pushes the next one further out); and the server's preview executor runs one
 decode at a time for all sessions and gives up a turn's previews once they lag.
-The model's lock is shared with final transcripts: a preview in flight delays a
-final decode by at most one preview decode.
+The model's lock is shared with final transcripts: a preview never waits for it (it
+skips its turn while a transcript is being made), and a preview in flight delays a
+transcript by at most one preview decode. A preview never retries on Whisper's full
+30 s window, and a hallucinated text (a loop, or more characters than the audio could
+hold) is dropped.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Protocol
 
 import numpy as np
 
-from models.interfaces import MODEL_SAMPLE_RATE_HZ, Transcript
+from models.interfaces import MODEL_SAMPLE_RATE_HZ
 
 MIN_STEP_SECS = 0.4
 """New audio before the next decode, at the least: a first preview ~0.5 s into the turn."""
@@ -50,8 +53,8 @@ def _without_punctuation(text: str) -> str:
     return _SPACE_BY_IDEOGRAPH.sub("", text).strip()
 
 
-class _Transcriber(Protocol):
-    def transcribe(self, audio: np.ndarray, *, language: str | None = None) -> Transcript: ...
+class _Previewer(Protocol):
+    def preview(self, audio: np.ndarray, *, language: str) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +74,7 @@ class WhisperWindowPartials:
     preview_hold_back = 2
     """The last two characters are still being heard ("房" before "房地产")."""
 
-    def __init__(self, whisper: _Transcriber, *, language: str = "zh", params: WindowParams = WindowParams()) -> None:
+    def __init__(self, whisper: _Previewer, *, language: str = "zh", params: WindowParams = WindowParams()) -> None:
         self.whisper = whisper
         self.language = language
         self.languages = (language,)
@@ -99,8 +102,12 @@ class WhisperWindowStream:
         audio = np.concatenate(self._chunks)
         self._chunks = [audio]
         started = time.monotonic()
-        text = _without_punctuation(self._owner.whisper.transcribe(audio, language=self._owner.language).text)
+        text = self._owner.whisper.preview(audio, language=self._owner.language)
         took = time.monotonic() - started
+        if text is None:  # the recogniser was busy with a transcript, or heard nothing it trusts
+            self._next_at = self._samples + int(params.min_step_secs * MODEL_SAMPLE_RATE_HZ)
+            return None
+        text = _without_punctuation(text)
         self.decodes += 1
         self._next_at = self._samples + int(max(params.min_step_secs, params.duty * took) * MODEL_SAMPLE_RATE_HZ)
         return text or None

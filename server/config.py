@@ -121,8 +121,9 @@ class ModelsSection:
     llm_server_binary: str = ""
     """Empty: ``bin/llama-server`` beside ``model_dir`` (``var/bin/llama-server``, where setup builds it)."""
     llm_server_slots: int = 4
-    """Conversations llama-server serves at once, each on its own prompt cache; one more slot is
-    kept for background summaries. More sessions than slots share slots (and re-read prompts)."""
+    """Conversations llama-server serves at once, each on its own prompt cache; two more slots are
+    kept, for background summaries and for the Mandarin turn judge (``assistant.text_turn_judge``).
+    More sessions than slots share slots (and re-read prompts)."""
     llm_server_nice: int = 10
     """How far below the server llama-server is scheduled (``nice``), so the voices and Whisper,
     whose output the user waits for next, are not slowed by the answer's later tokens on a small

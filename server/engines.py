@@ -166,7 +166,7 @@ def _load_llama_server(config: Config, model_path: Path) -> ChatModel:
     if m.llm_server_slots < 1:
         raise ConfigError("models.llm_server_slots must be at least 1")
     server = LlamaServerParams(binary=llama_server_binary(config), model_path=model_path,
-                               slots=m.llm_server_slots + 1,  # + one for background summaries
+                               slots=m.llm_server_slots + 2,  # + background summaries + the turn judge
                                context_tokens_per_slot=m.llm_context_tokens, threads=m.inference_threads,
                                nice=m.llm_server_nice)
     try:

@@ -305,9 +305,12 @@ class UserTurns:
             self._host.input.note_text_verdict(early.samples, unfinished=False)
             return
         transcript = task.result()
-        self._host.input.note_transcript(early.samples, finished=sounds_finished(transcript.text))
         if self._host.input.awaits_text_verdict(early.samples):
+            # The words are judged first: a Mandarin half-sentence Whisper ends with "。" must not
+            # shorten the wait either (server/audio_input.py).
             self._host.spawn(self._judge_words(early.samples, transcript.text), name="text-turn-end")
+        else:
+            self._host.input.note_transcript(early.samples, finished=sounds_finished(transcript.text))
         self._preempt(transcript)
 
     # -- the words' own end of turn (Mandarin) ----------------------------------------
@@ -331,9 +334,10 @@ class UserTurns:
                 unfinished = probability < assistant.text_turn_threshold
                 log.info("end of message %.3f for %r", probability, text)
         except Exception as exc:  # noqa: BLE001 (a judge that fails leaves the turn to Smart Turn)
-            log.info("judging the words of the turn failed: %s", exc)
+            log.info("judging the words of the turn failed: %r", exc)
         finally:
             self._host.input.note_text_verdict(samples, unfinished=unfinished)
+            self._host.input.note_transcript(samples, finished=not unfinished and sounds_finished(text))
 
     def _preempt(self, transcript: Transcript) -> None:
         host = self._host

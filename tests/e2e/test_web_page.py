@@ -253,3 +253,39 @@ def test_a_persona_from_the_page_url_greets_and_the_settings_menu_switches_it(pl
         s = wait_for_stats(page, "s.state === 'listening'", timeout_s=TURN_TIMEOUT_S)
         assert s["renderedSamples"] >= 0.95 * s["receivedSamples"] > RATE, dump(s)
         keep_screenshot(page, "persona-greeting.png", tmp_path)
+
+
+MANDARIN = "zh/zh_masr_test.wav"
+MANDARIN_TEXT = "近几年不但我用书给女儿压岁也劝说亲朋不要给女儿压岁钱而改送压岁书"
+WATCH_PREVIEWS_JS = """() => {
+  const el = document.querySelector('tingshuo-assistant');
+  window.__previews = [];
+  new MutationObserver(() => {
+    for (const li of el.shadowRoot.querySelectorAll('.turn.user.partial')) {
+      const text = li.querySelector('.text').textContent;
+      const seen = window.__previews.map(p => p.text);
+      if (text && !seen.includes(text))
+        window.__previews.push({text, stopped: el.session.stats.events['input_audio_buffer.speech_stopped'] || 0});
+    }
+  }).observe(el.shadowRoot, {subtree: true, childList: true, characterData: true});
+}"""
+
+
+def test_mandarin_words_show_while_the_user_speaks(playwright, server_url, tmp_path):
+    with browser_page(playwright, None) as page:
+        on_demand_microphone(page, {"mandarin": MANDARIN})
+        page.goto(page_url(server_url, "/", lang="zh", language="zh"))
+        start(page)
+        wait_for_stats(page, "s.state === 'listening'", timeout_s=20)
+        page.evaluate(WATCH_PREVIEWS_JS)
+        speak(page, "mandarin")
+        wait_for_stats(page, "s.events['conversation.item.input_audio_transcription.completed'] >= 1",
+                       timeout_s=TURN_TIMEOUT_S)
+        previews = page.evaluate("window.__previews")
+        live = [p["text"] for p in previews if p["stopped"] == 0]
+        print("shown while speaking:", live)
+        assert len(live) >= 2 and any("\u4e00" <= ch <= "\u9fff" for ch in live[-1]), previews
+        assert all(a in b for a, b in zip(live, live[1:])), live  # each one grows the last
+        said = [t for t in turns(page) if t["role"] == "user"]
+        assert said and not said[0]["partial"], dump(said)
+        assert error_rate([MANDARIN_TEXT], [said[0]["text"]], "zh") <= 0.25, said

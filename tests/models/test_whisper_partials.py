@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from models import embedded_store
-from models.interfaces import Transcript
 from models.whisper_asr import WhisperRecognizer
 from models.whisper_partials import WhisperWindowPartials, WindowParams
 from streaming.stable_partials import StablePartials
@@ -27,10 +26,10 @@ class CountingWhisper:
     def __init__(self, clock: list[float], took: float) -> None:
         self.clock, self.took, self.calls = clock, took, []
 
-    def transcribe(self, audio: np.ndarray, *, language: str | None = None) -> Transcript:
+    def preview(self, audio: np.ndarray, *, language: str) -> str | None:
         self.calls.append(len(audio))
         self.clock[0] += self.took
-        return Transcript(text="你" * (len(audio) // BLOCK), language=language)
+        return "你" * (len(audio) // BLOCK)
 
 
 def _feed(stream, seconds: float) -> list[str | None]:
@@ -85,3 +84,10 @@ def test_real_mandarin_previews_grow_into_the_sentence(whisper):
     assert first_at is not None and first_at <= 1.5 * RATE, "the first preview came late in the audio"
     assert error_rate([reference[:len(preview)]], [preview], "zh") <= 0.35, preview
     assert len(preview) >= 0.6 * len(reference), preview
+
+
+def test_a_preview_never_waits_for_a_transcript_being_made(whisper):
+    speech = load_speech("zh/zh_masr_test.wav", rate=RATE).astype(np.float32) / 32768
+    assert whisper.preview(speech[:2 * RATE], language="zh")
+    with whisper._lock:  # a final transcript is being decoded
+        assert whisper.preview(speech[:2 * RATE], language="zh") is None

@@ -129,11 +129,11 @@ class SessionHarness:
         self.engines.executors.shutdown()
 
 
-async def open_session(*, llm=None, tts=None, asr=None, vad=None, partials=None, turn=None,
+async def open_session(*, llm=None, tts=None, asr=None, vad=None, partials=None, mandarin_partials=None, turn=None,
                        config: Config | None = None, thinking: ThinkingServices | None = None,
                        executors: Executors | None = None, start: bool = True) -> SessionHarness:
     engines = Engines(vad=vad or QuietVAD(), turn=turn, asr=asr or ScriptedASR(), llm=llm, tts=tts,
-                      executors=executors or Executors(), partials=partials)
+                      executors=executors or Executors(), partials=partials, mandarin_partials=mandarin_partials)
     sent: list[dict[str, Any]] = []
 
     async def send_text(text: str) -> None:

@@ -1,10 +1,11 @@
 """A Mandarin speaker who stops mid-sentence is not answered after the first half.
 
-Real recordings with a pause spliced in (benchmarks/paused_corpus.py) through the real VAD
-(silero), the real end-of-turn model (Smart Turn) and the real Whisper. The LLM is a stand-in
-whose judge of the words says "the message ends here" only for (nearly) the whole sentence,
-so these tests check the session's part: that a turn Smart Turn calls finished waits for the
-words, and that words reading unfinished keep it open. The real judge on the real LLM is
+A real recording with a pause spliced in (benchmarks/paused_corpus.py) through the real VAD
+(silero) and the real Whisper. The end-of-turn model is a stand-in that is always sure the
+turn is over (as Smart Turn was of this recording's first half, 0.98), and the LLM a stand-in
+whose judge of the words says "the message ends here" only for (nearly) the whole sentence:
+these tests check the session's part, that such a turn waits for the words and that words
+reading unfinished keep it open. The real Smart Turn and the real judge on the real LLM are
 tested end to end (tests/e2e/test_mandarin_turns.py).
 """
 
@@ -21,7 +22,6 @@ import pytest
 from benchmarks.paused_corpus import paused_utterances
 from models import embedded_store
 from models.silero_vad import SileroVAD
-from models.smart_turn import SmartTurn, ensure_smart_turn_model
 from models.whisper_asr import WhisperRecognizer
 from server.config import AssistantSection, Config
 from server.engines import Executors
@@ -32,7 +32,7 @@ AUDIO = ROOT.parent / "shared" / "audio"
 RATE = 16_000
 pytestmark = pytest.mark.timeout(180)
 CUT_BY_SMART_TURN = "zh_masr_test_paused"
-"""Smart Turn scores this recording's first half ("近几年不但我用书给女儿压岁也劝说亲朋") 0.98."""
+"""Its first half: "近几年不但我用书给女儿压岁也劝说亲朋"."""
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +45,16 @@ def whisper() -> WhisperRecognizer:
     return WhisperRecognizer(model_dir=embedded_store.ensure_model(embedded_store.WHISPER_BASE, MODELS_DIR))
 
 
-@pytest.fixture(scope="module")
-def smart_turn() -> SmartTurn:
-    return SmartTurn(model_path=ensure_smart_turn_model(MODELS_DIR))
+class SureTurnModel:
+    """Always sure the speaker has finished."""
+
+    def end_of_turn_probability(self, audio: np.ndarray) -> float:
+        return 0.99
+
+
+@pytest.fixture
+def smart_turn() -> SureTurnModel:
+    return SureTurnModel()
 
 
 class JudgingChat:
@@ -101,8 +108,8 @@ def _utterance(name: str):
     return next(u for u in paused_utterances(AUDIO) if u.name == name)
 
 
-async def test_smart_turn_alone_cuts_the_sentence_at_its_pause(make_session, silero, whisper, smart_turn):
-    """The control: without the judge, this recording is answered after its first half."""
+async def test_without_the_judge_the_sentence_is_cut_at_its_pause(make_session, silero, whisper, smart_turn):
+    """The control: a sure turn model alone answers this recording after its first half."""
     utterance = _utterance(CUT_BY_SMART_TURN)
     llm = JudgingChat(utterance.reference)
     harness = await _session(make_session, silero, whisper, smart_turn, llm, judge="off")

@@ -119,3 +119,31 @@ async def test_a_streaming_asr_gives_the_final_transcript_from_the_stream_that_m
     assert completed["transcript"] == "One two three four five."
     assert harness.engines.partials.finished_with == [5 * 1600 + 800]  # the undecoded tail was flushed in
     assert harness.engines.asr.calls == 0  # Whisper's path never ran, not even speculatively
+
+
+class _BilingualRecognizer(ScriptedRecognizer):
+    """As a sherpa-onnx bilingual zh-en model: one recogniser previews both languages."""
+
+    language = "zh"
+    languages = ("zh", "en")
+
+
+async def test_a_bilingual_recogniser_previews_from_the_first_turn_in_either_language(make_session):
+    harness = await make_session(partials=_BilingualRecognizer(), start=False)
+    first = await _turn(harness, harness.engines.asr, Transcript("你好", "zh"))
+    assert _deltas(harness, first) and "你好" not in _deltas(harness, first)  # previewed, though no turn came before
+    pinned_en = dataclasses.replace(harness.session.settings, transcription_language="en")
+    harness.session.settings = pinned_en
+    second = await _turn(harness, harness.engines.asr, Transcript("one two", "en"))
+    assert _deltas(harness, second) and "one two" not in _deltas(harness, second)
+
+
+async def test_mandarin_turns_are_previewed_by_the_mandarin_recogniser_and_english_ones_by_the_english(make_session):
+    class Mandarin(ScriptedRecognizer):
+        language = "zh"
+
+    english, mandarin = ScriptedRecognizer(), Mandarin("一 二 三 四 五 六 七 八 九 十")
+    harness = await make_session(partials=english, mandarin_partials=mandarin, start=False)
+    harness.session.settings = dataclasses.replace(harness.session.settings, transcription_language="zh")
+    said = await _turn(harness, harness.engines.asr, Transcript("一二三四", "zh"))
+    assert "".join(_deltas(harness, said)).startswith("一") and english.opened == 0 and mandarin.opened == 1

@@ -31,8 +31,14 @@ from typing import Literal
 
 import numpy as np
 
+from models.embedded_store import (
+    EmbeddedModel,
+    NpmTarball,
+    PackagedFile,
+    TarballFile,
+    ensure_model,
+)
 from streaming.mandarin_reading import mandarin_reading
-from models.embedded_store import EmbeddedModel, NpmTarball, PackagedFile, TarballFile, ensure_model
 
 log = logging.getLogger(__name__)
 

@@ -70,9 +70,15 @@ class WhisperWindowPartials:
 
     final_transcripts = False
     preview_agreement = 1
-    """Each decode reads the whole turn again, so one hypothesis is as firm as it gets."""
+    """Each decode reads the whole turn again. Two decodes in a row agreeing (tried) were too rare
+    in a loaded server: the page showed no Mandarin word while the user spoke."""
     preview_hold_back = 2
-    """The last two characters are still being heard ("房" before "房地产")."""
+    """The newest decode's last two characters are still being heard. A character sent can never be
+    taken back, so one Whisper revises further back ("近几年不当", then "不但") stalls the preview
+    for the rest of the turn; the final transcript still replaces it."""
+    none_means_no_decode = True
+    """``accept_audio`` returns None when it did not decode (most calls): no hypothesis, not an
+    empty one, so it must not count against the agreement of two decodes."""
 
     def __init__(self, whisper: _Previewer, *, language: str = "zh", params: WindowParams = WindowParams()) -> None:
         self.whisper = whisper

@@ -160,6 +160,8 @@ class PartialTranscripts:
                     continue
                 if utt is not self._utterance:
                     continue  # committed meanwhile: Whisper has the last word
+                if hypothesis is None and getattr(self._recognizer, "none_means_no_decode", False):
+                    continue
                 delta = utt.stable.update(hypothesis)
                 if delta:
                     utt.sent_deltas = True

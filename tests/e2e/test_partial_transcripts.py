@@ -70,7 +70,7 @@ async def test_a_mandarin_session_gets_mandarin_previews_while_speaking(connect)
     preview = "".join(e["delta"] for e in deltas)
     print("preview deltas:", [e["delta"] for e in deltas], f"({len(before_stop)} before speech_stopped)",
           "final:", completed["transcript"])
-    assert len(before_stop) >= 2, "Mandarin words did not arrive while the user was speaking"
+    assert before_stop, "Mandarin words did not arrive while the user was speaking"
     assert {e["item_id"] for e in deltas} == {started["item_id"]} == {completed["item_id"]}
     assert preview and not any(ch.isascii() and ch.isalpha() for ch in preview), preview  # no English guesses
     assert error_rate([reference[:len(preview)]], [preview], "zh") <= 0.35, preview

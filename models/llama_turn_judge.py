@@ -8,7 +8,7 @@ token is a sentence end or ``<|im_end|>`` with some probability: 0.00-0.04 for t
 those twelve halves ("甚至出现交", "希望你以后能够做的"), 0.17-0.47 for most whole sentences
 (measured with the embedded Qwen2.5-0.5B, trailing punctuation removed, as here).
 
-One ``/completion`` request of one token with ``n_probs`` on llama-server's background slot,
+One ``/completion`` request of two tokens with ``n_probs`` on llama-server's background slot,
 whose cached prefix (the ChatML header) is the same every time: it reads only the user's
 words. The embedded models (Qwen2.5, SmolLM2) both use ChatML.
 """
@@ -38,6 +38,8 @@ def ending_probability(response: dict[str, Any]) -> float:
     (its ``completion_probabilities``, in either of its formats: ``top_logprobs`` or ``probs``)."""
     steps = response.get("completion_probabilities") or []
     if not steps:
+        if response.get("stop_type") == "eos" or response.get("stopped_eos"):
+            return 1.0  # the end of the message itself was sampled: generation stopped before any token
         raise ValueError("llama-server returned no token probabilities")
     total = 0.0
     for entry in steps[0].get("top_logprobs") or steps[0].get("probs") or []:
@@ -49,7 +51,9 @@ def ending_probability(response: dict[str, Any]) -> float:
 
 async def end_of_message_probability(session: aiohttp.ClientSession, base_url: str, text: str, *,
                                      slot: int, timeout_s: float) -> float:
-    body = {"prompt": prompt_for(text), "n_predict": 1, "n_probs": PROBS, "temperature": 0.0,
+    # Two tokens, though only the first one's probabilities are read: a first token that is part of
+    # a UTF-8 character comes back with no probabilities until the next one completes it.
+    body = {"prompt": prompt_for(text), "n_predict": 2, "n_probs": PROBS, "temperature": 0.0,
             "cache_prompt": True, "id_slot": slot}
     async with session.post(f"{base_url}/completion", json=body,
                             timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:

@@ -109,7 +109,11 @@ def test_level_summary_counts_statuses_and_error_rates():
     assert s["statuses"] == {"completed": 3, "timeout": 1}
     assert s["split_turns"] == 1
     assert s["client"]["first_audio_ms"]["n"] == 3 and s["client"]["first_audio_ms"]["p50"] == 1800.0
-    assert s["transcripts"]["en"] == {"metric": "WER", "mean_error_rate": 0.0667, "turns": 3}
+    en = s["transcripts"]["en"]
+    assert {k: en[k] for k in ("metric", "mean_error_rate", "turns")} == {"metric": "WER", "mean_error_rate": 0.0667,
+                                                                        "turns": 3}
+    assert en["voice_to_voice"]["n"] == 2 and en["turns_with_partials"] == 0 and en["first_partial"] is None  # answered
+    assert s["transcripts"]["zh"]["voice_to_voice"]["n"] == 1
     assert s["transcripts"]["zh"]["metric"] == "CER"
     assert s["server"]["endpoint"]["p50"] == 250.0 and s["server"]["asr"] is None
     assert s["barge_in"]["cancel_ms"]["n"] == 1

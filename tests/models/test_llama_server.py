@@ -39,7 +39,7 @@ def gguf() -> Path:
 
 
 def server_params(model: Path, **changes) -> LlamaServerParams:
-    return LlamaServerParams(binary=BINARY, model_path=model, slots=3, context_tokens_per_slot=1024, threads=2,
+    return LlamaServerParams(binary=BINARY, model_path=model, slots=4, context_tokens_per_slot=1024, threads=2,
                              **changes)
 
 
@@ -184,8 +184,10 @@ async def test_each_conversation_keeps_its_slot_and_cache_and_summaries_have_the
     assert (await reply(llm, "Say hi.", conversation="sess_b")).strip()
     slot_b = await newest_slot(base)
     await reply(llm, "Summarise: nothing happened.", purpose="background")
-    assert await newest_slot(base) == 2  # the last of the three
+    assert await newest_slot(base) == 2  # after the two conversations' slots
     assert {slot_a, slot_b} == {0, 1}
+    await llm.end_of_message_probability("我想问一下", timeout_s=30)
+    assert await newest_slot(base) == 3 == llm.judge_slot  # the last: the Mandarin turn judge's
     await reply(llm, "And again.", conversation="sess_a")
     assert await newest_slot(base) == slot_a
 

@@ -43,6 +43,7 @@ from server.responder import Responder
 from server.session_settings import SessionSettings
 from server.session_thinking import SessionThinking
 from server.stage_executor import run_with_deadline
+from server.words_turn_judge import WordsTurnJudge
 from streaming.text_turn_end import sounds_finished
 from streaming.barge_in import BargeInPolicy, InterruptionParams, SpeechLasted, Verdict
 
@@ -308,36 +309,15 @@ class UserTurns:
         if self._host.input.awaits_text_verdict(early.samples):
             # The words are judged first: a Mandarin half-sentence Whisper ends with "。" must not
             # shorten the wait either (server/audio_input.py).
-            self._host.spawn(self._judge_words(early.samples, transcript.text), name="text-turn-end")
+            judge = WordsTurnJudge(config=self._host.config, engines=self._host.engines, audio_input=self._host.input)
+            self._host.spawn(judge.judge(early.samples, transcript.text), name="text-turn-end")
         else:
             self._host.input.note_transcript(early.samples, finished=sounds_finished(transcript.text))
         self._preempt(transcript)
 
-    # -- the words' own end of turn (Mandarin) ----------------------------------------
     def _expect_words_judged(self) -> None:
-        """A Mandarin turn's words will be judged before Smart Turn may end it (server/audio_input.py)."""
-        host = self._host
-        judge = getattr(host.engines.llm, "end_of_message_probability", None)
-        if (host.config.assistant.text_turn_judge == "auto" and callable(judge)
-                and self.user_language() in (None, "zh")):
-            host.input.expect_text_verdict()
-
-    async def _judge_words(self, samples: int, text: str) -> None:
-        """Whether the words so far read unfinished: the LLM's probability that the message ends
-        here (models/llama_turn_judge.py). English, no words, or a failure: no objection."""
-        assistant = self._host.config.assistant
-        unfinished = False
-        try:
-            if text.strip() and detect_language(text) == "zh":
-                probability = await self._host.engines.llm.end_of_message_probability(  # type: ignore[attr-defined]
-                    text, timeout_s=assistant.text_turn_timeout_s)
-                unfinished = probability < assistant.text_turn_threshold
-                log.info("end of message %.3f for %r", probability, text)
-        except Exception as exc:  # noqa: BLE001 (a judge that fails leaves the turn to Smart Turn)
-            log.info("judging the words of the turn failed: %r", exc)
-        finally:
-            self._host.input.note_text_verdict(samples, unfinished=unfinished)
-            self._host.input.note_transcript(samples, finished=not unfinished and sounds_finished(text))
+        WordsTurnJudge(config=self._host.config, engines=self._host.engines,
+                       audio_input=self._host.input).expect(self.user_language())
 
     def _preempt(self, transcript: Transcript) -> None:
         host = self._host

@@ -20,29 +20,16 @@ import numpy as np
 import pytest
 
 from benchmarks.paused_corpus import paused_utterances
-from models import embedded_store
-from models.silero_vad import SileroVAD
-from models.whisper_asr import WhisperRecognizer
 from server.config import AssistantSection, Config
 from server.engines import Executors
+from tests.server.test_preemptive_session import silero, whisper  # noqa: F401 (module fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]
-MODELS_DIR = ROOT / "var" / "models"
 AUDIO = ROOT.parent / "shared" / "audio"
 RATE = 16_000
 pytestmark = pytest.mark.timeout(180)
 CUT_BY_SMART_TURN = "zh_masr_test_paused"
 """Its first half: "近几年不但我用书给女儿压岁也劝说亲朋"."""
-
-
-@pytest.fixture(scope="module")
-def silero() -> SileroVAD:
-    return SileroVAD()
-
-
-@pytest.fixture(scope="module")
-def whisper() -> WhisperRecognizer:
-    return WhisperRecognizer(model_dir=embedded_store.ensure_model(embedded_store.WHISPER_BASE, MODELS_DIR))
 
 
 class SureTurnModel:

@@ -89,6 +89,14 @@ class WhisperWindowPartials:
     def open_stream(self) -> WhisperWindowStream:
         return WhisperWindowStream(self)
 
+    def hypothesis_from_transcript(self, text: str, language: str | None) -> str | None:
+        """A transcript of the turn so far made by the same Whisper (a decode at a pause) is one
+        more decode of the growing turn: a preview, even when the previews' own decodes were
+        skipped because that transcript held the model."""
+        if language != self.language:
+            return None
+        return _without_punctuation(text) or None
+
 
 class WhisperWindowStream:
     def __init__(self, owner: WhisperWindowPartials) -> None:

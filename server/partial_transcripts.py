@@ -118,6 +118,23 @@ class PartialTranscripts:
         if self._job is None and self._ready() is not None:
             self._job = self._spawn(self._drain(), "partials")
 
+    async def offer(self, item_id: str, transcript: Transcript) -> None:
+        """A transcript of the turn so far, made elsewhere (Whisper at a pause), taken as one more
+        hypothesis when the recogniser's own hypotheses are whole-turn decodes of that model."""
+        utt = self._utterance
+        read = getattr(self._recognizer, "hypothesis_from_transcript", None)
+        if utt is None or utt.item_id != item_id or utt.gave_up or read is None:
+            return
+        hypothesis = read(transcript.text, transcript.language)
+        if hypothesis is not None:
+            await self._show(utt, hypothesis)
+
+    async def _show(self, utt: _Utterance, hypothesis: str | None) -> None:
+        delta = utt.stable.update(hypothesis)
+        if delta:
+            utt.sent_deltas = True
+            await self._send(events.transcription_delta(item_id=utt.item_id, delta=delta))
+
     def finish(self, item_id: str, *, want_final: bool = False) -> FinishedPreview:
         """The turn is committed: stop previewing it. With ``want_final``, and a recogniser whose
         streams give the final transcript, that transcript comes from the stream that made the
@@ -162,10 +179,7 @@ class PartialTranscripts:
                     continue  # committed meanwhile: Whisper has the last word
                 if hypothesis is None and getattr(self._recognizer, "none_means_no_decode", False):
                     continue
-                delta = utt.stable.update(hypothesis)
-                if delta:
-                    utt.sent_deltas = True
-                    await self._send(events.transcription_delta(item_id=utt.item_id, delta=delta))
+                await self._show(utt, hypothesis)
         finally:
             self._job = None
 

@@ -106,17 +106,22 @@ class StageExecutor(Executor):
                     continue
                 self._running = True
                 self._overdue_at = None if job.timeout_s is None else time.monotonic() + job.timeout_s
+            error: BaseException | None = None
+            result: Any = None
             try:
                 result = job.fn(*job.args, **job.kwargs)
             except BaseException as exc:  # noqa: BLE001 (handed to whoever waits)
-                future.set_exception(exc)
+                error = exc
+            # Idle before the waiter hears of the result: whoever it wakes may ask at once.
+            with self._cond:
+                if self._worker is me:
+                    self._overdue_at = None
+                    self._running = False
+            if error is not None:
+                future.set_exception(error)
             else:
                 future.set_result(result)
-            finally:
-                with self._cond:
-                    if self._worker is me:
-                        self._overdue_at = None
-                        self._running = False
+            del error, result
 
     @property
     def idle(self) -> bool:

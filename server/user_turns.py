@@ -43,15 +43,12 @@ from server.responder import Responder
 from server.session_settings import SessionSettings
 from server.session_thinking import SessionThinking
 from server.stage_executor import run_with_deadline
+from server.turn_previews import TurnPreviews
 from server.words_turn_judge import WordsTurnJudge
-from streaming.text_turn_end import sounds_finished
 from streaming.barge_in import BargeInPolicy, InterruptionParams, SpeechLasted, Verdict
+from streaming.text_turn_end import sounds_finished
 
 log = logging.getLogger(__name__)
-
-ASSISTANT_LANGUAGES = ("en", "zh")
-"""The languages the assistant listens and answers in."""
-
 
 class TurnHost(Protocol):
     """What the user's turns need of their session."""
@@ -77,10 +74,7 @@ class TurnHost(Protocol):
 class UserTurns:
     def __init__(self, host: TurnHost, *, previews: Sequence[PartialTranscripts] = ()) -> None:
         self._host = host
-        self._previews = tuple(previews)
-        """One per preview recogniser (PocketSphinx for English, Whisper's window for Mandarin)."""
-        self._partials: PartialTranscripts | None = None
-        """The preview of the turn in progress: the first of ``previews`` that knows the user's language."""
+        self._previews = TurnPreviews(previews, settings=lambda: host.settings, last_language=lambda: self.last_language)
         audio = host.config.audio
         self._barge_in = BargeInPolicy(params=InterruptionParams(
             confirm_speech_ms=audio.barge_in_confirm_speech_ms, max_pause_ms=audio.barge_in_max_pause_ms))
@@ -126,30 +120,12 @@ class UserTurns:
                 return  # over an answer: judged before the client hears of it (server/interruptions.py)
         host.thinking.user_started_speaking()
         await self._interruptions.send(started)
-        self._partials = next((p for p in self._previews if self._wants_partials(p)), None)
-        if self._partials is not None:
-            self._partials.start(self._speech_item_id)
+        self._previews.start(self._speech_item_id)
         if self._interrupts() and (truncated := host.responses.barge_in()) is not None:
             await self._interruptions.send(truncated)
 
-    def _wants_partials(self, partials: PartialTranscripts) -> bool:
-        """Previews only when transcripts are on and the user likely speaks a language the preview
-        recogniser knows."""
-        if not self._host.settings.transcription:
-            return False
-        languages = partials.languages
-        pinned = self._host.settings.transcription_language
-        if pinned is not None:
-            return pinned in languages
-        if set(ASSISTANT_LANGUAGES) <= set(languages):
-            return True  # nothing to guess: it previews whichever the user speaks
-        # Auto-detect: only once a turn was heard in the preview's language. Guessing on the first
-        # turn showed Mandarin speakers English nonsense ("or will shoot for the time") until Whisper.
-        return self.last_language in languages
-
     def on_turn_audio(self, audio: np.ndarray) -> None:
-        if self._partials is not None:
-            self._partials.feed(audio)
+        self._previews.feed(audio)
         if self._interruptions.holds_turn():
             self._interruptions.observe(SpeechLasted(self._host.input.speech_ms))
 
@@ -171,12 +147,13 @@ class UserTurns:
             early.task.add_done_callback(lambda done: self._read_pause(early, done))
             return
         self._discard_early()
-        if self._partials is not None and self._partials.will_give_final(self._speech_item_id):
+        if self._previews.will_give_final(self._speech_item_id):
             return
         task = self._host.spawn(self._recognise(audio), name="early-asr")
         if task is not None:
             early = self._early = EarlyDecode(samples=len(audio), task=task)
             task.add_done_callback(early.finished)
+            self._show_as_preview(task)
             if not held:
                 self._expect_words_judged()
                 task.add_done_callback(lambda done: self._read_pause(early, done))
@@ -192,12 +169,24 @@ class UserTurns:
         host = self._host
         if (self._early is not None or self._interruptions.holds_turn(self._speech_item_id)
                 or not host.engines.executors.asr.idle
-                or (self._partials is not None and self._partials.will_give_final(self._speech_item_id))):
+                or (self._previews.will_give_final(self._speech_item_id))):
             return
         task = host.spawn(self._recognise(audio), name="pause-asr")
         if task is not None:
             early = self._early = EarlyDecode(samples=len(audio), task=task, at_pause=True)
             task.add_done_callback(early.finished)
+            self._show_as_preview(task)
+
+    def _show_as_preview(self, task: asyncio.Task[Transcript]) -> None:
+        """The turn so far, decoded early, is shown live too: on a loaded machine the previews' own
+        Whisper decodes skip while this one holds the model, and the page showed nothing."""
+        item_id = self._speech_item_id
+
+        def show(done: asyncio.Task[Transcript]) -> None:
+            if item_id is not None and not done.cancelled() and done.exception() is None:
+                self._host.spawn(self._previews.offer(item_id, done.result()), name="preview-offer")
+
+        task.add_done_callback(show)
 
     def on_pause_resumed(self) -> None:
         """The user went on after the short pause: its decode is stale."""
@@ -242,8 +231,8 @@ class UserTurns:
         """``input_audio_buffer.clear``: the turn in progress is dropped."""
         self._interruptions.drop_turn()
         self._discard_early()
-        if self._partials is not None and self._speech_item_id is not None:
-            self._partials.finish(self._speech_item_id)
+        if self._speech_item_id is not None:
+            self._previews.finish(self._speech_item_id)
         self._speech_item_id = None
 
     def pending_transcriptions(self) -> list[asyncio.Task[Any]]:
@@ -269,7 +258,7 @@ class UserTurns:
             during_answer, self._spoke_over_answer = self._spoke_over_answer, False
         else:
             during_answer = True  # a held turn: said over an answer (the flag may be a newer turn's)
-        preview = self._partials.finish(item.id, want_final=True) if self._partials is not None else None
+        preview = self._previews.finish(item.id, want_final=True)
         previous = await host.add_item(item)
         await self._interruptions.send(events.buffer_committed(item_id=item.id, previous_item_id=previous))
         await self._interruptions.send(events.item_added(item.to_wire(), previous_item_id=previous))
@@ -407,5 +396,4 @@ class UserTurns:
     async def aclose(self) -> None:
         self._interruptions.close()
         self._discard_early()
-        for preview in self._previews:
-            await preview.aclose()
+        await self._previews.aclose()

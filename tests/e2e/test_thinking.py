@@ -132,7 +132,10 @@ async def test_a_knowledge_base_answer_uses_the_passage_and_cites_it_in_the_tran
     assert "14" in text, text
     assert text.rstrip().endswith("[museum_handbook.md §Tickets and prices]"), text
     spoken = whisper(client.response_audio(answer["id"]).astype("float32") / 32768, 24_000, language="en")
-    assert "ticket" in spoken.lower() and "euro" in spoken.lower(), spoken  # Whisper base hears "fourteen" as "for it"
+    # The price is spoken. Whisper base hears Piper's "fourteen" as "for it", and now and then
+    # "an adult ticket" as "and don't take it": any of the answer's own words about the price will do.
+    heard = spoken.lower()
+    assert "euro" in heard and any(word in heard for word in ("ticket", "cost", "price", "adult")), spoken
     assert "handbook" not in spoken.lower() and "tickets and prices" not in spoken.lower(), spoken
     assert answer["latency"]["prompt_ready"] is not None
 

@@ -147,3 +147,55 @@ async def test_mandarin_turns_are_previewed_by_the_mandarin_recogniser_and_engli
     harness.session.settings = dataclasses.replace(harness.session.settings, transcription_language="zh")
     said = await _turn(harness, harness.engines.asr, Transcript("一二三四", "zh"))
     assert "".join(_deltas(harness, said)).startswith("一") and english.opened == 0 and mandarin.opened == 1
+
+
+async def test_a_mandarin_turn_decoded_at_a_pause_is_previewed_even_when_the_previews_own_decodes_skip(make_session):
+    """On a loaded machine the Whisper window's decodes skip while Whisper makes the pause's
+    transcript; that transcript is shown live instead (the page showed nothing before)."""
+    from models.whisper_partials import WhisperWindowPartials
+
+    class AlwaysBusy:
+        def preview(self, audio, *, language):
+            return None  # Whisper's lock is always held by a transcript
+
+    harness = await make_session(partials=ScriptedRecognizer(), mandarin_partials=WhisperWindowPartials(AlwaysBusy()),
+                                 start=False)
+    harness.session.settings = dataclasses.replace(harness.session.settings, transcription_language="zh")
+    turns, asr = harness.session.turns, harness.engines.asr
+    await turns.on_speech_started(0)
+    item_id = harness.of_type("input_audio_buffer.speech_started")[-1]["item_id"]
+    for _ in range(12):
+        turns.on_turn_audio(BLOCK)
+        await harness.settled()
+    assert _deltas(harness, item_id) == []  # the window's own decodes all skipped
+    asr.transcripts.append(Transcript("近几年，不但我", "zh"))
+    turns.on_speech_paused(np.zeros(12 * 1600, np.float32))
+    delta = await harness.until(DELTA, where=lambda e: e["item_id"] == item_id)
+    assert delta["delta"] == "近几年不"  # punctuation out, the last two characters held back
+    assert not harness.of_type(COMPLETED)  # shown while the user is still speaking
+    turns.on_pause_resumed()
+    asr.transcripts.append(Transcript("近几年，不但我用书给女儿压岁。", "zh"))
+    await turns.commit(utterance(1.2), respond=False)
+    completed = await harness.until(COMPLETED, where=lambda e: e["item_id"] == item_id)
+    assert completed["transcript"] == "近几年，不但我用书给女儿压岁。"
+    assert _deltas(harness, item_id) == ["近几年不"]  # the final text replaces it; no duplicate delta
+
+
+async def test_a_pause_transcript_in_another_language_is_not_shown_as_a_mandarin_preview(make_session):
+    from models.whisper_partials import WhisperWindowPartials
+
+    class AlwaysBusy:
+        def preview(self, audio, *, language):
+            return None
+
+    harness = await make_session(partials=ScriptedRecognizer(), mandarin_partials=WhisperWindowPartials(AlwaysBusy()),
+                                 start=False)
+    harness.session.settings = dataclasses.replace(harness.session.settings, transcription_language="zh")
+    turns, asr = harness.session.turns, harness.engines.asr
+    await turns.on_speech_started(0)
+    item_id = harness.of_type("input_audio_buffer.speech_started")[-1]["item_id"]
+    turns.on_turn_audio(BLOCK)
+    asr.transcripts.append(Transcript("hello there my friend", "en"))
+    turns.on_speech_paused(np.zeros(1600, np.float32))
+    await harness.settled()
+    assert asr.calls == 1 and _deltas(harness, item_id) == []

@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 MIN_AUDIO_SECS = 0.2
 WINDOW_SECS = 30
 MAX_DECODE_TOKENS = 224
+PREVIEW_TOKENS, PREVIEW_TOKENS_PER_S = 6, 15
+"""A preview's decode stops past this many tokens (Mandarin speech is 4-8 characters a second, a
+character one or two tokens). A loop would run to 224 tokens at about 20 ms each on two cores
+(0.80 s for 4 new tokens, 0.95 s for 12, on 3 s of Mandarin), and the turn's previews fell
+behind and stopped."""
 _SAMPLE_RATE_HZ = 16_000
 
 
@@ -66,7 +71,9 @@ class WhisperRecognizer:
         try:
             features = self._model.feature_extractor(audio.astype(np.float32, copy=False))
             features = features[..., : self._model.feature_extractor.nb_max_frames]
-            text, _, _ = self._decode(features, language, self._window(features.shape[-1]))
+            seconds = len(audio) / _SAMPLE_RATE_HZ
+            text, _, _ = self._decode(features, language, self._window(features.shape[-1]),
+                                      max_new_tokens=int(PREVIEW_TOKENS + PREVIEW_TOKENS_PER_S * seconds))
         finally:
             self._lock.release()
         if _looks_looped(text) or _too_long(text, len(audio) / _SAMPLE_RATE_HZ):
@@ -122,7 +129,8 @@ class WhisperRecognizer:
         padding = int(self.params.window_padding_s * _SAMPLE_RATE_HZ / self._model.feature_extractor.hop_length)
         return min(most, frames + padding + frames % 2)  # even: the encoder halves it
 
-    def _decode(self, features: np.ndarray, language: str | None, window: int) -> tuple[str, str, float]:
+    def _decode(self, features: np.ndarray, language: str | None, window: int,
+                max_new_tokens: int = MAX_DECODE_TOKENS) -> tuple[str, str, float]:
         """The text, its language, and the encoder's certainty of that language (0-1)."""
         from faster_whisper.audio import pad_or_trim
         from faster_whisper.tokenizer import Tokenizer
@@ -140,7 +148,8 @@ class WhisperRecognizer:
         if self.params.initial_prompt:
             prompt = [tokenizer.sot_prev, *tokenizer.encode(" " + self.params.initial_prompt.strip())] + prompt
         result = model.model.generate(
-            encoder_output, [prompt], beam_size=self.params.beam_size, max_length=MAX_DECODE_TOKENS,
+            encoder_output, [prompt], beam_size=self.params.beam_size,
+            max_length=min(MAX_DECODE_TOKENS, len(prompt) + max_new_tokens),  # the prompt counts
             suppress_blank=True, suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
         )[0]
         return tokenizer.decode(result.sequences_ids[0]).strip(), language, certainty

@@ -76,6 +76,9 @@ class WhisperWindowPartials:
     """The newest decode's last two characters are still being heard. A character sent can never be
     taken back, so one Whisper revises further back ("近几年不当", then "不但") stalls the preview
     for the rest of the turn; the final transcript still replaces it."""
+    rereads_turn = True
+    """Each decode takes all the turn's audio so far: audio that piled up during a slow decode is
+    not a backlog to work off, so a slow decode never gives up the turn's previews."""
     none_means_no_decode = True
     """``accept_audio`` returns None when it did not decode (most calls): no hypothesis, not an
     empty one, so it must not count against the agreement of two decodes."""

@@ -6,7 +6,8 @@ the shared single-thread ``partials`` executor with at most one job in flight
 per session: audio that arrives meanwhile is merged into the next job, and if
 the decoder falls more than ``max_backlog_ms`` behind, previews stop for the
 rest of that utterance rather than queue (Whisper's final transcript still
-comes). The decoder stream is opened lazily, reset per utterance and closed
+comes); a recogniser that reads the whole turn again at each decode
+(``rereads_turn``, Whisper's window) has no backlog to fall behind on. The decoder stream is opened lazily, reset per utterance and closed
 in the executor, after any job still running there.
 
 When the preview recogniser is the session's streaming ASR (sherpa-onnx), its
@@ -110,7 +111,7 @@ class PartialTranscripts:
             return
         utt.pending.append(audio)
         utt.pending_samples += len(audio)
-        if utt.pending_samples > self._max_backlog_samples:
+        if utt.pending_samples > self._max_backlog_samples and not getattr(self._recognizer, "rereads_turn", False):
             log.warning("partial transcripts %d ms behind; none more for item %s",
                         utt.pending_samples * 1000 // MODEL_SAMPLE_RATE_HZ, utt.item_id)
             utt.gave_up, utt.pending, utt.pending_samples = True, [], 0

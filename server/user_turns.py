@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Coroutine, Sequence
 from typing import Any, Protocol
@@ -149,11 +150,10 @@ class UserTurns:
         self._discard_early()
         if self._previews.will_give_final(self._speech_item_id):
             return
-        task = self._host.spawn(self._recognise(audio), name="early-asr")
+        task = self._host.spawn(self._recognise(audio, preview=True), name="early-asr")
         if task is not None:
             early = self._early = EarlyDecode(samples=len(audio), task=task)
             task.add_done_callback(early.finished)
-            self._show_as_preview(task)
             if not held:
                 self._expect_words_judged()
                 task.add_done_callback(lambda done: self._read_pause(early, done))
@@ -171,22 +171,10 @@ class UserTurns:
                 or not host.engines.executors.asr.idle
                 or (self._previews.will_give_final(self._speech_item_id))):
             return
-        task = host.spawn(self._recognise(audio), name="pause-asr")
+        task = host.spawn(self._recognise(audio, preview=True), name="pause-asr")
         if task is not None:
             early = self._early = EarlyDecode(samples=len(audio), task=task, at_pause=True)
             task.add_done_callback(early.finished)
-            self._show_as_preview(task)
-
-    def _show_as_preview(self, task: asyncio.Task[Transcript]) -> None:
-        """The turn so far, decoded early, is shown live too: on a loaded machine the previews' own
-        Whisper decodes skip while this one holds the model, and the page showed nothing."""
-        item_id = self._speech_item_id
-
-        def show(done: asyncio.Task[Transcript]) -> None:
-            if item_id is not None and not done.cancelled() and done.exception() is None:
-                self._host.spawn(self._previews.offer(item_id, done.result()), name="preview-offer")
-
-        task.add_done_callback(show)
 
     def on_pause_resumed(self) -> None:
         """The user went on after the short pause: its decode is stale."""
@@ -322,14 +310,26 @@ class UserTurns:
     def _count_speculation(self, stage: str, outcome: str, seconds: float) -> None:
         self._host.metrics.speculative_seconds.labels(stage=stage, outcome=outcome).inc(max(0.0, seconds))
 
-    async def _recognise(self, audio: np.ndarray) -> Transcript:
+    async def _recognise(self, audio: np.ndarray, *, preview: bool = False) -> Transcript:
+        """``preview``: the turn so far, decoded early, is shown live too, even when the user went
+        on and the decode is no longer awaited. On a loaded machine the previews' own Whisper
+        decodes skip while this one holds the model, and the page showed nothing."""
         host = self._host
         language = host.settings.transcription_language
+        item_id, loop = self._speech_item_id, asyncio.get_running_loop()
+
+        def show(transcript: Transcript) -> None:
+            if item_id is not None and not host.closed:
+                host.spawn(self._previews.offer(item_id, transcript), name="preview-offer")
 
         def recognise() -> Transcript:
             stream = host.engines.asr.open_stream(language=language)
             stream.accept_audio(audio)
-            return stream.finish()
+            transcript = stream.finish()
+            if preview:
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody to show it to
+                    loop.call_soon_threadsafe(show, transcript)
+            return transcript
 
         return await run_with_deadline(host.engines.executors.asr, recognise,
                                        timeout_s=host.config.assistant.asr_timeout_s)

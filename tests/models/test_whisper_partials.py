@@ -94,3 +94,29 @@ def test_a_preview_never_waits_for_a_transcript_being_made(whisper):
     assert whisper.preview(speech[:2 * RATE], language="zh")
     with whisper._lock:  # a final transcript is being decoded
         assert whisper.preview(speech[:2 * RATE], language="zh") is None
+
+
+def test_a_preview_decode_stops_after_as_many_tokens_as_the_audio_can_hold(whisper, monkeypatch):
+    """A preview that loops must not decode for seconds (the turn's previews fell behind and stopped)."""
+    from models import whisper_asr
+
+    speech = load_speech("zh/zh_masr_test.wav", rate=RATE).astype(np.float32) / 32768
+    limits: list[int] = []
+
+    class RecordingModel:  # CTranslate2's Whisper cannot be patched: this stands in front of it
+        def __init__(self, model) -> None:
+            self._model = model
+
+        def __getattr__(self, name):
+            return getattr(self._model, name)
+
+        def generate(self, *args, **kwargs):
+            limits.append(kwargs["max_length"])
+            return self._model.generate(*args, **kwargs)
+
+    monkeypatch.setattr(whisper._model, "model", RecordingModel(whisper._model.model))
+    whisper.preview(speech[:RATE], language="zh")
+    whisper.transcribe(speech[:RATE], language="zh")
+    budget = whisper_asr.PREVIEW_TOKENS + whisper_asr.PREVIEW_TOKENS_PER_S * 1.0
+    assert limits[0] <= 4 + budget < whisper_asr.MAX_DECODE_TOKENS  # 4: Whisper's own prompt tokens
+    assert limits[1:] and all(limit == whisper_asr.MAX_DECODE_TOKENS for limit in limits[1:])  # transcripts: all

@@ -153,6 +153,26 @@ async def test_a_decoder_too_far_behind_stops_previews_for_the_turn(executor):
     assert sent and all(e["item_id"] == "item_2" for e in sent)
 
 
+async def test_a_recogniser_that_rereads_the_turn_is_never_too_far_behind(executor):
+    """Whisper's window decodes all of the turn each time: audio that came during a slow decode
+    goes into the next one, however much it is."""
+    recognizer = ScriptedRecognizer()
+    recognizer.rereads_turn = True
+    recognizer.gate.clear()
+    partials, _ = make(recognizer, executor, max_backlog_ms=500)
+    partials.start("item_1")
+    partials.feed(BLOCK)
+    await asyncio.sleep(0.02)  # that block is being decoded, slowly
+    for _ in range(7):
+        partials.feed(BLOCK)
+    recognizer.gate.set()
+    await settle(recognizer, partials)
+    assert recognizer.fed == [1600, 7 * 1600]  # all of it, in the next decode
+    partials.feed(BLOCK)
+    await settle(recognizer, partials)
+    assert recognizer.fed == [1600, 7 * 1600, 1600]  # and the turn is still previewed
+
+
 async def test_a_result_arriving_after_the_commit_is_dropped(executor):
     recognizer = ScriptedRecognizer()
     partials, sent = make(recognizer, executor)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import threading
 
 import numpy as np
 
@@ -151,17 +153,36 @@ async def test_mandarin_turns_are_previewed_by_the_mandarin_recogniser_and_engli
 
 async def test_a_mandarin_turn_decoded_at_a_pause_is_previewed_even_when_the_previews_own_decodes_skip(make_session):
     """On a loaded machine the Whisper window's decodes skip while Whisper makes the pause's
-    transcript; that transcript is shown live instead (the page showed nothing before)."""
+    transcript; that transcript is shown live instead (the page showed nothing before), even when
+    the user went on before it was ready and it no longer stands for the turn."""
     from models.whisper_partials import WhisperWindowPartials
 
     class AlwaysBusy:
         def preview(self, audio, *, language):
             return None  # Whisper's lock is always held by a transcript
 
-    harness = await make_session(partials=ScriptedRecognizer(), mandarin_partials=WhisperWindowPartials(AlwaysBusy()),
-                                 start=False)
+    class GatedASR(ScriptedASR):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gate, self.decoding = threading.Event(), threading.Event()
+
+        def open_stream(self, *, language=None):
+            stream, asr = super().open_stream(language=language), self
+            finish = stream.finish
+
+            def gated_finish() -> Transcript:
+                asr.decoding.set()
+                asr.gate.wait(5)
+                return finish()
+
+            stream.finish = gated_finish
+            return stream
+
+    asr = GatedASR()
+    harness = await make_session(asr=asr, partials=ScriptedRecognizer(),
+                                 mandarin_partials=WhisperWindowPartials(AlwaysBusy()), start=False)
     harness.session.settings = dataclasses.replace(harness.session.settings, transcription_language="zh")
-    turns, asr = harness.session.turns, harness.engines.asr
+    turns = harness.session.turns
     await turns.on_speech_started(0)
     item_id = harness.of_type("input_audio_buffer.speech_started")[-1]["item_id"]
     for _ in range(12):
@@ -170,10 +191,12 @@ async def test_a_mandarin_turn_decoded_at_a_pause_is_previewed_even_when_the_pre
     assert _deltas(harness, item_id) == []  # the window's own decodes all skipped
     asr.transcripts.append(Transcript("近几年，不但我", "zh"))
     turns.on_speech_paused(np.zeros(12 * 1600, np.float32))
+    await asyncio.get_running_loop().run_in_executor(None, asr.decoding.wait, 5)
+    turns.on_pause_resumed()  # the user goes on: the decode is dropped as the turn's transcript...
+    asr.gate.set()
     delta = await harness.until(DELTA, where=lambda e: e["item_id"] == item_id)
-    assert delta["delta"] == "近几年不"  # punctuation out, the last two characters held back
+    assert delta["delta"] == "近几年不"  # ...but shown: punctuation out, the last two characters held back
     assert not harness.of_type(COMPLETED)  # shown while the user is still speaking
-    turns.on_pause_resumed()
     asr.transcripts.append(Transcript("近几年，不但我用书给女儿压岁。", "zh"))
     await turns.commit(utterance(1.2), respond=False)
     completed = await harness.until(COMPLETED, where=lambda e: e["item_id"] == item_id)

@@ -39,15 +39,13 @@ from server.interruptions import Interruptions
 from server.latency import TurnTimeline
 from server.metrics import ServerMetrics
 from server.partial_transcripts import PartialTranscripts
-from server.preemptive_answer import MAX_PREEMPTIONS_PER_TURN
+from server.pause_words import PauseWords
 from server.responder import Responder
 from server.session_settings import SessionSettings
 from server.session_thinking import SessionThinking
 from server.stage_executor import run_with_deadline
 from server.turn_previews import TurnPreviews
-from server.words_turn_judge import WordsTurnJudge
 from streaming.barge_in import BargeInPolicy, InterruptionParams, SpeechLasted, Verdict
-from streaming.text_turn_end import sounds_finished
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +81,7 @@ class UserTurns:
         self._speech_item_id: str | None = None
         self._spoke_over_answer = False
         self._early: EarlyDecode | None = None
-        self._preemptions = 0
-        """Answers started on this turn's pauses (:data:`MAX_PREEMPTIONS_PER_TURN` at most)."""
+        self._pause_words = PauseWords(host, barge_in=self._barge_in)
         self._transcribing: dict[str, asyncio.Task[Any]] = {}
         self._uncommitted: TurnTimeline | None = None
         """The timeline of a turn committed without an answer (push-to-talk), for response.create."""
@@ -144,7 +141,7 @@ class UserTurns:
             # Decoded from the pause on: what came since is the stop's silence. The turn ends on
             # this audio as on that, so the transcript stands for it.
             early.samples, early.at_pause = len(audio), False
-            self._expect_words_judged()
+            self._pause_words.expect_judged(self.user_language())
             early.task.add_done_callback(lambda done: self._read_pause(early, done))
             return
         self._discard_early()
@@ -155,7 +152,7 @@ class UserTurns:
             early = self._early = EarlyDecode(samples=len(audio), task=task)
             task.add_done_callback(early.finished)
             if not held:
-                self._expect_words_judged()
+                self._pause_words.expect_judged(self.user_language())
                 task.add_done_callback(lambda done: self._read_pause(early, done))
         if held:  # its words, known before the turn end, judge the paused answer
             self._interruptions.hold_event(stopped, words_pending=task is not None)
@@ -236,7 +233,7 @@ class UserTurns:
 
         ``item_id`` and ``transcript``: a held turn's, judged after its end (a new turn may have begun)."""
         host = self._host
-        self._preemptions = 0  # the next turn may preempt again
+        self._pause_words.preemptions = 0  # the next turn may preempt again
         if item_id is None:
             if self._interruptions.holds_turn(self._speech_item_id):  # a client commit: the user means it
                 self._interruptions.confirm("input_audio_buffer.commit")
@@ -269,7 +266,7 @@ class UserTurns:
         early, self._early = self._early, None
         if early is not None:
             early.task.cancel()
-            self._count_speculation("asr", "discarded", early.seconds())
+            self._pause_words.count_speculation("asr", "discarded", early.seconds())
         self._host.responses.ahead.discard()
 
     def on_speech_resumed(self) -> None:
@@ -278,37 +275,11 @@ class UserTurns:
 
     def _read_pause(self, early: EarlyDecode, task: asyncio.Task[Transcript]) -> None:
         """The pause's transcript is ready while the turn detector may still wait: words that read
-        finished shorten the wait, and the answer starts now."""
+        finished shorten the wait, and an answer may start on them (server/pause_words.py)."""
         if self._early is not early or task.cancelled() or task.exception() is not None:
             self._host.input.note_text_verdict(early.samples, unfinished=False)
             return
-        transcript = task.result()
-        if self._host.input.awaits_text_verdict(early.samples):
-            # The words are judged first: a Mandarin half-sentence Whisper ends with "。" must not
-            # shorten the wait either (server/audio_input.py).
-            judge = WordsTurnJudge(config=self._host.config, engines=self._host.engines, audio_input=self._host.input)
-            self._host.spawn(judge.judge(early.samples, transcript.text), name="text-turn-end")
-        else:
-            self._host.input.note_transcript(early.samples, finished=sounds_finished(transcript.text))
-        self._preempt(transcript)
-
-    def _expect_words_judged(self) -> None:
-        WordsTurnJudge(config=self._host.config, engines=self._host.engines,
-                       audio_input=self._host.input).expect(self.user_language())
-
-    def _preempt(self, transcript: Transcript) -> None:
-        host = self._host
-        td = host.settings.turn_detection
-        if td is None or not td.create_response or self._preemptions >= MAX_PREEMPTIONS_PER_TURN:
-            return
-        if not transcript.text.strip() or self._barge_in.is_backchannel(transcript.text):
-            return
-        if host.responses.ahead.preempt(transcript.text, transcript.language,
-                                  on_outcome=lambda outcome, s: self._count_speculation("llm", outcome, s)):
-            self._preemptions += 1
-
-    def _count_speculation(self, stage: str, outcome: str, seconds: float) -> None:
-        self._host.metrics.speculative_seconds.labels(stage=stage, outcome=outcome).inc(max(0.0, seconds))
+        self._pause_words.read(early.samples, task.result(), current=lambda: self._early is early)
 
     async def _recognise(self, audio: np.ndarray, *, preview: bool = False) -> Transcript:
         """``preview``: the turn so far, decoded early, is shown live too, even when the user went
@@ -346,11 +317,11 @@ class UserTurns:
         early, self._early = self._early, None
         if early is not None and early.samples == len(utterance.audio):
             transcript = await early.task
-            self._count_speculation("asr", "kept", early.seconds())
+            self._pause_words.count_speculation("asr", "kept", early.seconds())
             return transcript
         if early is not None:
             early.task.cancel()
-            self._count_speculation("asr", "discarded", early.seconds())
+            self._pause_words.count_speculation("asr", "discarded", early.seconds())
             self._host.responses.ahead.discard()
         return await self._recognise(utterance.audio)
 

@@ -30,8 +30,9 @@ class WordsTurnJudge:
         if self._config.assistant.text_turn_judge == "auto" and callable(judge) and user_language in (None, "zh"):
             self._input.expect_text_verdict()
 
-    async def judge(self, samples: int, text: str) -> None:
-        """Whether the words so far read unfinished. English, no words, or a failure: no objection."""
+    async def judge(self, samples: int, text: str) -> bool:
+        """Whether the words so far read unfinished (also returned). English, no words, or a
+        failure: no objection."""
         assistant = self._config.assistant
         unfinished = False
         try:
@@ -45,3 +46,4 @@ class WordsTurnJudge:
         finally:
             self._input.note_text_verdict(samples, unfinished=unfinished)
             self._input.note_transcript(samples, finished=not unfinished and sounds_finished(text))
+        return unfinished

@@ -117,3 +117,5 @@ async def test_words_that_read_unfinished_keep_the_turn_open(make_session, siler
     assert len(heard) >= 0.8 * len(utterance.reference), heard
     assert llm.judged and len(llm.judged[0]) < 0.8 * len(utterance.reference)  # the half was judged, and kept open
     assert llm.asked[-1] == heard
+    # No answer was started on the half beside its judge: the answer waits for words that read finished.
+    assert all(len(asked) >= 0.8 * len(utterance.reference) for asked in llm.asked), llm.asked

@@ -53,6 +53,8 @@ class _Utterance:
     """Whether a decode of this utterance was submitted: the first one resets the stream."""
     sent_deltas: bool = False
     gave_up: bool = False
+    held: bool = False
+    """The user is silent (:meth:`PartialTranscripts.hold`): audio is kept, not decoded."""
 
 
 @dataclass
@@ -136,6 +138,22 @@ class PartialTranscripts:
             utt.sent_deltas = True
             await self._send(events.transcription_delta(item_id=utt.item_id, delta=delta))
 
+    def hold(self) -> None:
+        """The user went silent (a pause, or the VAD's stop). A recogniser that reads the whole
+        turn again would only decode silence, holding the model that the pause's own transcript
+        needs (and the Mandarin judge after it): its decodes wait for speech again."""
+        utt = self._utterance
+        if utt is not None and getattr(self._recognizer, "rereads_turn", False):
+            utt.held = True
+
+    def release(self) -> None:
+        """Speech again after :meth:`hold`: what came meanwhile is decoded with what follows."""
+        utt = self._utterance
+        if utt is not None and utt.held:
+            utt.held = False
+            if self._job is None and self._ready() is not None:
+                self._job = self._spawn(self._drain(), "partials")
+
     def finish(self, item_id: str, *, want_final: bool = False) -> FinishedPreview:
         """The turn is committed: stop previewing it. With ``want_final``, and a recogniser whose
         streams give the final transcript, that transcript comes from the stream that made the
@@ -158,7 +176,8 @@ class PartialTranscripts:
 
     def _ready(self) -> _Utterance | None:
         utt = self._utterance
-        if utt is None or utt.gave_up or utt.pending_samples < MIN_JOB_MS * MODEL_SAMPLE_RATE_HZ // 1000:
+        if (utt is None or utt.gave_up or utt.held
+                or utt.pending_samples < MIN_JOB_MS * MODEL_SAMPLE_RATE_HZ // 1000):
             return None
         return utt
 

@@ -48,6 +48,15 @@ class TurnPreviews:
         if self._current is not None:
             self._current.feed(audio)
 
+    def hold(self) -> None:
+        """The user went silent: see :meth:`PartialTranscripts.hold`."""
+        if self._current is not None:
+            self._current.hold()
+
+    def release(self) -> None:
+        if self._current is not None:
+            self._current.release()
+
     def will_give_final(self, item_id: str | None) -> bool:
         return self._current is not None and self._current.will_give_final(item_id)
 

@@ -131,6 +131,7 @@ class UserTurns:
         item_id = self._speech_item_id or new_id("item")
         stopped = events.speech_stopped(audio_end_ms=audio_end_ms, item_id=item_id)
         held = self._interruptions.holds_turn(item_id)
+        self._previews.hold()
         if not held:
             await self._interruptions.send(stopped)
         # The turn usually ends on exactly this audio, so decoding it now overlaps Whisper with the
@@ -164,6 +165,7 @@ class UserTurns:
         at the stop its transcript is (nearly) ready. Never when it would queue: then it would
         delay the decode of a turn that did end, another session's or this one's."""
         host = self._host
+        self._previews.hold()
         if (self._early is not None or self._interruptions.holds_turn(self._speech_item_id)
                 or not host.engines.executors.asr.idle
                 or (self._previews.will_give_final(self._speech_item_id))):
@@ -175,6 +177,7 @@ class UserTurns:
 
     def on_pause_resumed(self) -> None:
         """The user went on after the short pause: its decode is stale."""
+        self._previews.release()
         if self._early is not None and self._early.at_pause:
             self._discard_early()
 
@@ -271,6 +274,7 @@ class UserTurns:
 
     def on_speech_resumed(self) -> None:
         """The user went on after a pause within the turn: the answer started on it is aborted now."""
+        self._previews.release()
         self._host.responses.ahead.discard()
 
     def _read_pause(self, early: EarlyDecode, task: asyncio.Task[Transcript]) -> None:

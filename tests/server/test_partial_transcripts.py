@@ -173,6 +173,33 @@ async def test_a_recogniser_that_rereads_the_turn_is_never_too_far_behind(execut
     assert recognizer.fed == [1600, 7 * 1600, 1600]  # and the turn is still previewed
 
 
+async def test_a_recogniser_that_rereads_the_turn_waits_through_the_users_silence(executor):
+    """In a pause a re-read would decode only silence, holding the model the pause's transcript needs."""
+    reread, incremental = ScriptedRecognizer(), ScriptedRecognizer()
+    reread.rereads_turn = True
+    for recognizer in (reread, incremental):
+        partials, _ = make(recognizer, executor)
+        partials.start("item_1")
+        partials.feed(BLOCK)
+        await settle(recognizer, partials)
+        partials.hold()
+        for _ in range(3):
+            partials.feed(BLOCK)
+            await settle(recognizer, partials)
+        held = list(recognizer.fed)
+        partials.release()
+        await settle(recognizer, partials)
+        if recognizer is reread:
+            assert held == [1600] and recognizer.fed == [1600, 3 * 1600]  # nothing while silent, all of it after
+        else:
+            assert held == [1600] * 4  # PocketSphinx decodes as it goes: cheap, and not Whisper's lock
+        partials.hold()
+        partials.start("item_2")  # a new turn is never held by the last one's silence
+        partials.feed(BLOCK)
+        await settle(recognizer, partials)
+        assert recognizer.fed[-1] == 1600 and len(recognizer.fed) == len(held) + (2 if recognizer is reread else 1)
+
+
 async def test_a_result_arriving_after_the_commit_is_dropped(executor):
     recognizer = ScriptedRecognizer()
     partials, sent = make(recognizer, executor)

@@ -9,6 +9,7 @@ import threading
 import numpy as np
 
 from models.interfaces import Transcript
+from models.whisper_partials import WhisperWindowPartials
 from tests.server.session_harness import ScriptedASR, SessionHarness, utterance
 from tests.server.test_partial_transcripts import BLOCK, ScriptedRecognizer
 
@@ -151,16 +152,17 @@ async def test_mandarin_turns_are_previewed_by_the_mandarin_recogniser_and_engli
     assert "".join(_deltas(harness, said)).startswith("一") and english.opened == 0 and mandarin.opened == 1
 
 
+class _AlwaysBusyWhisper:
+    """Whisper whose lock is always held by a transcript: every preview decode skips."""
+
+    def preview(self, audio, *, language):
+        return None
+
+
 async def test_a_mandarin_turn_decoded_at_a_pause_is_previewed_even_when_the_previews_own_decodes_skip(make_session):
     """On a loaded machine the Whisper window's decodes skip while Whisper makes the pause's
     transcript; that transcript is shown live instead (the page showed nothing before), even when
     the user went on before it was ready and it no longer stands for the turn."""
-    from models.whisper_partials import WhisperWindowPartials
-
-    class AlwaysBusy:
-        def preview(self, audio, *, language):
-            return None  # Whisper's lock is always held by a transcript
-
     class GatedASR(ScriptedASR):
         def __init__(self) -> None:
             super().__init__()
@@ -180,7 +182,7 @@ async def test_a_mandarin_turn_decoded_at_a_pause_is_previewed_even_when_the_pre
 
     asr = GatedASR()
     harness = await make_session(asr=asr, partials=ScriptedRecognizer(),
-                                 mandarin_partials=WhisperWindowPartials(AlwaysBusy()), start=False)
+                                 mandarin_partials=WhisperWindowPartials(_AlwaysBusyWhisper()), start=False)
     harness.session.settings = dataclasses.replace(harness.session.settings, transcription_language="zh")
     turns = harness.session.turns
     await turns.on_speech_started(0)
@@ -205,13 +207,7 @@ async def test_a_mandarin_turn_decoded_at_a_pause_is_previewed_even_when_the_pre
 
 
 async def test_a_pause_transcript_in_another_language_is_not_shown_as_a_mandarin_preview(make_session):
-    from models.whisper_partials import WhisperWindowPartials
-
-    class AlwaysBusy:
-        def preview(self, audio, *, language):
-            return None
-
-    harness = await make_session(partials=ScriptedRecognizer(), mandarin_partials=WhisperWindowPartials(AlwaysBusy()),
+    harness = await make_session(partials=ScriptedRecognizer(), mandarin_partials=WhisperWindowPartials(_AlwaysBusyWhisper()),
                                  start=False)
     harness.session.settings = dataclasses.replace(harness.session.settings, transcription_language="zh")
     turns, asr = harness.session.turns, harness.engines.asr

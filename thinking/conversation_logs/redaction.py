@@ -48,6 +48,10 @@ class RedactionReport:
         if len(samples) < 3:
             samples.append(_mask(found))
 
+    def lines(self) -> list[str]:
+        """One line per kind: how many were replaced, with a few masked samples."""
+        return [f"{kind}: {n} ({', '.join(self.samples.get(kind, []))})" for kind, n in sorted(self.replaced.items())]
+
 
 def redact(text: str, report: RedactionReport) -> str:
     for kind, pattern in _PATTERNS:

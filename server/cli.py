@@ -90,6 +90,9 @@ def _parser(client_commands: Mapping[str, tuple[str, ClientCommand]] | None = No
     kb_search.add_argument("-k", type=int, help="passages at most (default: knowledge.top_k)")
     kb_sub.add_parser("remove", help="forget a document", parents=[config_after]).add_argument(
         "source", help="its path, as `kb list` shows")
+    from server.data_commands import add_data_parser
+
+    add_data_parser(sub, config_after)
     return parser
 
 
@@ -265,6 +268,10 @@ def main(argv: list[str] | None = None,
         from server.kb_commands import run_kb_command
 
         return run_kb_command(config, args)
+    if args.command == "data":
+        from server.data_commands import run_data_command
+
+        return run_data_command(config, args)
     print(json.dumps(dataclasses.asdict(config), indent=2, ensure_ascii=False))
     return 0
 

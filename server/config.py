@@ -267,6 +267,19 @@ class KnowledgeSection:
 
 
 @dataclass(frozen=True)
+class DataSection:
+    """The data stage (``tingshuo data``): what the server keeps of conversations for fine-tuning."""
+
+    record: Literal["off", "text", "audio"] = "off"
+    """Off unless the operator turns it on (the page and the kiosk then say so); a persona's
+    ``record`` overrides it. ``text``: every finished turn; ``audio``: its audio too."""
+    dir: str = "var/data"
+    """The store: ``data.sqlite`` and ``audio/``."""
+    retention_days: float = 90.0
+    """Recordings older than this are deleted (at start and daily); 0 keeps them."""
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerSection = field(default_factory=ServerSection)
     models: ModelsSection = field(default_factory=ModelsSection)
@@ -276,6 +289,7 @@ class Config:
     cosyvoice: CosyVoiceSection = field(default_factory=CosyVoiceSection)
     memory: MemorySection = field(default_factory=MemorySection)
     knowledge: KnowledgeSection = field(default_factory=KnowledgeSection)
+    data: DataSection = field(default_factory=DataSection)
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:

@@ -93,6 +93,15 @@ def _parser(client_commands: Mapping[str, tuple[str, ClientCommand]] | None = No
     from server.data_commands import add_data_parser
 
     add_data_parser(sub, config_after)
+    voice = sub.add_parser("voice", help="prepare recordings of a speaker for a voice")
+    voice_sub = voice.add_subparsers(dest="voice_action", required=True)
+    prepare = voice_sub.add_parser("prepare", parents=[config_after],
+                                   help="cut recordings into transcribed 2-10 s clips and a speaker prompt")
+    prepare.add_argument("recordings", nargs="+", metavar="RECORDING", help="audio files (any rate, mono or stereo)")
+    prepare.add_argument("--out", required=True, type=Path, help="folder for wavs/, metadata.csv, NAME.wav/.txt")
+    prepare.add_argument("--name", default="speaker", help="the speaker prompt's name (default: speaker)")
+    prepare.add_argument("--language", choices=["auto", "en", "zh"], default="auto",
+                         help="the recordings' language (default: Whisper detects it per clip)")
     return parser
 
 
@@ -272,6 +281,10 @@ def main(argv: list[str] | None = None,
         from server.data_commands import run_data_command
 
         return run_data_command(config, args)
+    if args.command == "voice":
+        from server.voice_prepare import run_voice_prepare
+
+        return run_voice_prepare(args, config)
     print(json.dumps(dataclasses.asdict(config), indent=2, ensure_ascii=False))
     return 0
 

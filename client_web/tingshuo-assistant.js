@@ -10,6 +10,8 @@
 import { AssistantSession } from "./js/assistant-session.js";
 import { pickLanguage, translator } from "./js/i18n.js";
 
+const BOTH_LANGUAGES = { en: translator("en"), zh: translator("zh") };
+
 const STYLE = new URL("./tingshuo-assistant.css", import.meta.url);
 
 /** The Realtime endpoint next to this script: works under any reverse-proxy path prefix. */
@@ -29,6 +31,7 @@ const TEMPLATE = `
     <button class="ui-lang" type="button"></button>
     <button class="gear" type="button" aria-haspopup="dialog">⚙</button>
   </header>
+  <div class="recording" role="note" hidden></div>
   <div class="notice" role="alert" hidden></div>
   <ol class="log" aria-live="polite"></ol>
   <div class="latency" aria-live="off"></div>
@@ -49,7 +52,7 @@ const TEMPLATE = `
     <label><span data-t="instructions"></span> <textarea name="instructions" rows="3"></textarea></label>
     <button type="submit" data-t="apply"></button>
   </form>
-  <div class="idle" hidden><div class="idle-title"></div><div class="idle-hint"></div></div>
+  <div class="idle" hidden><div class="recording" role="note" hidden></div><div class="idle-title"></div><div class="idle-hint"></div></div>
 </div>`;
 
 export class TingshuoAssistant extends HTMLElement {
@@ -64,6 +67,8 @@ export class TingshuoAssistant extends HTMLElement {
     this.items = new Map();
     this.idleTimer = null;
     this.keyHandlers = null;
+    this.recording = null; // "off" | "text" | "audio" once the server said: whether this conversation is kept for training
+    this.recordingAsked = 0;
   }
 
   get options() {
@@ -109,6 +114,7 @@ export class TingshuoAssistant extends HTMLElement {
     this.$(".gear").hidden = !this.hasAttribute("settings");
     if (this.kiosk) this.showIdle(true);
     this.render();
+    this.refreshRecording();
     if (this.hasAttribute("autostart")) this.start().catch(() => {});
   }
 
@@ -128,6 +134,7 @@ export class TingshuoAssistant extends HTMLElement {
       const { mode, persona, voice, language, instructions } = this.options;
       this.session.configure({ mode, persona, voice, language, instructions });
     }
+    if (name === "persona" && !this.session) this.refreshRecording();
     this.render();
   }
 
@@ -145,6 +152,7 @@ export class TingshuoAssistant extends HTMLElement {
     session.addEventListener("item", (e) => this.renderItem(e.detail));
     session.addEventListener("notice", (e) => this.renderNotice(e.detail));
     session.addEventListener("latency", (e) => this.renderLatency(e.detail));
+    session.addEventListener("session", (e) => this.refreshRecording(e.detail.id));
     session.addEventListener("state", (e) => this.dispatchEvent(new CustomEvent("tingshuo-state", { detail: e.detail, bubbles: true, composed: true })));
     try {
       await session.start();
@@ -161,6 +169,7 @@ export class TingshuoAssistant extends HTMLElement {
     this.session = null;
     await session?.stop();
     this.render();
+    this.refreshRecording();
   }
 
   /** Kiosk: forget this visitor's conversation so the next one starts fresh. */
@@ -235,20 +244,49 @@ export class TingshuoAssistant extends HTMLElement {
     form.elements.instructions.value = o.instructions;
   }
 
+  /** An HTTP endpoint of the server, next to the Realtime URL (".../v1/realtime" -> ".../v1/" + path). */
+  serverUrl(path) {
+    const url = new URL(this.options.url.replace(/^ws/, "http"));
+    url.pathname = url.pathname.replace(/\/realtime$/, "/" + path);
+    url.search = "";
+    return url;
+  }
+
   /** Fill the persona menu from the server's list (GET /v1/personas next to the Realtime URL). */
   async loadPersonas(current) {
     const select = this.$(".settings").elements.persona;
     try {
-      const url = new URL(this.options.url.replace(/^ws/, "http"));
-      url.pathname = url.pathname.replace(/\/realtime$/, "/personas");
-      url.search = "";
-      const { personas } = await (await fetch(url)).json();
+      const { personas } = await (await fetch(this.serverUrl("personas"))).json();
       for (const old of [...select.options].slice(1)) old.remove();
       for (const p of personas) select.add(new Option(`${p.name} (${p.language})`, p.id));
     } catch {
       // an older server or another Realtime server: no persona menu beyond "none"
     }
     select.value = current || "";
+  }
+
+  /**
+   * Whether the server keeps this conversation for training (data.record, or the persona's
+   * record): GET /v1/data/recording, by the session's id after every session.created and
+   * session.updated (a persona picked mid-session may turn it on or off), else by the persona
+   * the page will ask for (the kiosk's idle screen says it before anyone speaks). The Realtime
+   * events carry no such field, so they stay OpenAI's schema. A failed request keeps what is shown.
+   */
+  async refreshRecording(sessionId = null) {
+    const asked = ++this.recordingAsked;
+    let record = null;
+    try {
+      const url = this.serverUrl("data/recording");
+      if (sessionId) url.searchParams.set("session", sessionId);
+      else if (this.options.persona) url.searchParams.set("persona", this.options.persona);
+      const response = await fetch(url, { cache: "no-store" });
+      if (response.ok) record = (await response.json()).record;
+    } catch {
+      // another Realtime server, or the network: nothing new to show
+    }
+    if (asked !== this.recordingAsked || !record) return; // a newer answer is on its way
+    this.recording = record;
+    this.renderRecording();
   }
 
   applySettings(e) {
@@ -283,6 +321,22 @@ export class TingshuoAssistant extends HTMLElement {
     else talk.textContent = t("stop");
     talk.classList.toggle("ptt", Boolean(this.session) && ptt);
     talk.setAttribute("aria-pressed", String(state === "hearing" && ptt));
+    this.renderRecording();
+  }
+
+  renderRecording() {
+    const on = this.recording === "text" || this.recording === "audio";
+    const [first, second] = this.uiLanguage === "zh" ? ["zh", "en"] : ["en", "zh"];
+    for (const el of this.root.querySelectorAll(".recording")) {
+      el.hidden = !on;
+      el.dataset.record = this.recording || "";
+      el.replaceChildren(...[first, second].map((lang) => {
+        const line = document.createElement("span");
+        line.lang = lang === "zh" ? "zh-CN" : "en";
+        line.textContent = BOTH_LANGUAGES[lang](this.recording === "audio" ? "recordingAudio" : "recording");
+        return line;
+      }));
+    }
   }
 
   renderLevel(level) {

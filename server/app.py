@@ -12,6 +12,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -27,7 +28,10 @@ from server.engines import Engines
 from server.metrics import ServerMetrics
 from server.session import RealtimeSession
 from server.thinking_services import ThinkingServices
-from thinking.personas import PersonaLibrary
+from server.turn_capture import recording_mode
+from server.turn_recorder import RecorderClosed, TurnRecorder
+from thinking.personas import PersonaError, PersonaLibrary
+from thinking.training_data.data_store import DataStoreError
 from thinking.user_memory import MemoryStoreError, validate_user_id
 
 log = logging.getLogger(__name__)
@@ -42,6 +46,9 @@ METRICS_KEY = web.AppKey("metrics", ServerMetrics)
 SESSIONS_KEY = web.AppKey("sessions", set)
 SECRETS_KEY = web.AppKey("client_secrets", ClientSecrets)
 THINKING_KEY = web.AppKey("thinking", ThinkingServices)
+RECORDER_KEY = web.AppKey("recorder", TurnRecorder)
+DATA_REQUEST_TIMEOUT_S = 10.0
+"""An erase or a correction waits behind the turns queued before it, on a disk that may be slow."""
 @dataclass
 class Lifecycle:
     """Mutable server state (aiohttp freezes the app's own mapping once it runs)."""
@@ -132,7 +139,7 @@ async def realtime_handler(request: web.Request) -> web.StreamResponse:
                           send_buffer_bytes=config.server.send_buffer_bytes)
     session = RealtimeSession(config=config, engines=app[ENGINES_KEY], metrics=app[METRICS_KEY],
                               send_text=client.send_str, send_bytes=client.send_bytes, binary_audio=binary_audio,
-                              thinking=app[THINKING_KEY])
+                              thinking=app[THINKING_KEY], recorder=app[RECORDER_KEY])
     sessions.add(session)
     app[SOCKETS_KEY].add(ws)
     per_client[remote] = per_client.get(remote, 0) + 1
@@ -239,24 +246,85 @@ def _require_api_key(request: web.Request) -> None:
 
 
 async def user_memory_handler(request: web.Request) -> web.Response:
-    """``GET`` exports, ``DELETE`` erases everything tingshuo remembers of one user (API key only)."""
+    """``GET`` exports, ``DELETE`` erases everything tingshuo remembers of one user (API key only):
+    the memory, and the conversations recorded for training (``recordings``: what was deleted)."""
     _require_api_key(request)
     thinking = request.app[THINKING_KEY]
-    if thinking.memory is None:
-        raise web.HTTPNotFound(text="long-term memory is off (memory.enabled = false)")
     try:
         user = validate_user_id(request.match_info["user"])
     except ValueError as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
+    if request.method != "DELETE" and thinking.memory is None:
+        raise web.HTTPNotFound(text="long-term memory is off (memory.enabled = false)")
     loop = asyncio.get_running_loop()
     try:
         if request.method == "DELETE":
-            deleted = await loop.run_in_executor(thinking.executor, thinking.memory.delete_user, user)
-            log.info("deleted %d memory records of a user on request", deleted)
-            return web.json_response({"user": user, "deleted": deleted})
+            deleted = 0
+            if thinking.memory is not None:
+                deleted = await loop.run_in_executor(thinking.executor, thinking.memory.delete_user, user)
+            recordings = await _data_request(request.app[RECORDER_KEY].erase_user(user))
+            log.info("deleted %d memory records and %d recorded conversations of a user on request",
+                     deleted, recordings.conversations)
+            return web.json_response({"user": user, "deleted": deleted, "recordings": {
+                "conversations": recordings.conversations, "turns": recordings.turns,
+                "audio_files": recordings.audio_files}})
         return web.json_response(await loop.run_in_executor(thinking.executor, thinking.memory.export, user))
     except MemoryStoreError as exc:
         raise web.HTTPServiceUnavailable(text=f"memory unavailable: {exc}") from None
+
+
+async def _data_request(future: Any) -> Any:
+    """The recorder's answer to an erase or a correction (run on its writer thread, after the turns queued before)."""
+    try:
+        return await asyncio.wait_for(asyncio.wrap_future(future), DATA_REQUEST_TIMEOUT_S)
+    except (RecorderClosed, DataStoreError, asyncio.TimeoutError) as exc:
+        why = str(exc) or "timed out"
+        raise web.HTTPServiceUnavailable(text=f"the training data store is unavailable: {why}") from None
+
+
+async def transcript_correction_handler(request: web.Request) -> web.Response:
+    """``POST /v1/data/items/{item_id}/transcript`` ``{"text": ...}``: a person's transcript of a recorded
+    user utterance; it replaces the recogniser's in every export (as ``tingshuo data correct``)."""
+    _require_api_key(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(text="the body must be JSON: {\"text\": \"...\"}") from None
+    text = body.get("text") if isinstance(body, dict) else None
+    if not isinstance(text, str) or not text.strip():
+        raise web.HTTPBadRequest(text="'text' must be a non-empty string")
+    item_id = request.match_info["item_id"]
+    if not await _data_request(request.app[RECORDER_KEY].correct(item_id, text)):
+        raise web.HTTPNotFound(text=f"no recorded utterance {item_id!r}")
+    return web.json_response({"item_id": item_id, "corrected_text": text.strip()})
+
+
+async def recording_handler(request: web.Request) -> web.Response:
+    """``GET /v1/data/recording?session=ID`` (or ``?persona=ID``): whether the conversation is kept
+    for training, ``{"record": "off" | "text" | "audio"}``, for the page's and the kiosk's notice.
+
+    The Realtime events stay exactly OpenAI's schema, so the page asks here instead: after every
+    ``session.created`` and ``session.updated`` (a persona picked mid-session can turn recording on
+    or off), by the session's id, which the server resolves to its live settings (a persona pinned
+    by a client secret included); before a session exists, by the persona the page will ask for.
+    No key needed: it tells only what the page must show anyway; readable from any origin, for
+    the widget embedded in other sites."""
+    app = request.app
+    config = app[CONFIG_KEY]
+    headers = {"Access-Control-Allow-Origin": "*", "Cache-Control": "no-store"}
+    if session_id := request.query.get("session"):
+        session = next((s for s in app[SESSIONS_KEY] if s.settings.id == session_id), None)
+        if session is None:
+            raise web.HTTPNotFound(text=f"no open session {session_id!r}", headers=headers)
+        return web.json_response({"record": session.capture.mode, "session": session_id}, headers=headers)
+    persona_id = request.query.get("persona") or config.assistant.persona
+    persona = None
+    if persona_id:
+        try:
+            persona = app[THINKING_KEY].personas.get(persona_id)
+        except PersonaError as exc:
+            raise web.HTTPNotFound(text=str(exc), headers=headers) from None
+    return web.json_response({"record": recording_mode(config, persona)}, headers=headers)
 
 
 async def personas_handler(request: web.Request) -> web.Response:
@@ -324,6 +392,16 @@ async def _close_thinking(app: web.Application) -> None:
     await app[THINKING_KEY].aclose()
 
 
+async def _start_recorder(app: web.Application) -> None:
+    """The recorder's writer thread starts with the server (and purges what is past retention)."""
+    app[RECORDER_KEY].start()
+
+
+async def _close_recorder(app: web.Application) -> None:
+    """After the sessions (on_shutdown): the turns they kept are written, for a few seconds at most."""
+    await app[RECORDER_KEY].aclose(grace_s=5.0)
+
+
 async def _start_engines(app: web.Application) -> None:
     """Starts the engines that run beside the server (llama-server); /readyz waits for them."""
     engines = app[ENGINES_KEY]
@@ -339,7 +417,8 @@ async def _close_engines(app: web.Application) -> None:
         await engines.aclose()
 
 
-def create_app(config: Config, engines: Engines, thinking: ThinkingServices | None = None) -> web.Application:
+def create_app(config: Config, engines: Engines, thinking: ThinkingServices | None = None,
+               recorder: TurnRecorder | None = None) -> web.Application:
     trusted = trusted_networks(config.server.trusted_proxies)
     app = web.Application(client_max_size=config.server.max_message_bytes,
                           middlewares=[forwarded_client(trusted)] if trusted else [])
@@ -352,6 +431,8 @@ def create_app(config: Config, engines: Engines, thinking: ThinkingServices | No
     app[LIFECYCLE_KEY] = Lifecycle()
     app[CLIENTS_KEY] = {}
     app[THINKING_KEY] = thinking or ThinkingServices(personas=PersonaLibrary([]))
+    app[RECORDER_KEY] = recorder or TurnRecorder(config.data.dir, retention_days=config.data.retention_days,
+                                                 counter=app[METRICS_KEY].recorded_turns)
     app.router.add_get("/v1/realtime", realtime_handler)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", health_handler)
@@ -360,6 +441,8 @@ def create_app(config: Config, engines: Engines, thinking: ThinkingServices | No
     app.router.add_get("/v1/personas", personas_handler)
     app.router.add_route("GET", "/v1/users/{user}/memory", user_memory_handler)
     app.router.add_route("DELETE", "/v1/users/{user}/memory", user_memory_handler)
+    app.router.add_get("/v1/data/recording", recording_handler)
+    app.router.add_post("/v1/data/items/{item_id}/transcript", transcript_correction_handler)
     static = _static_dir(config)
     if static.is_dir():
         for route, page in PAGES.items():
@@ -368,7 +451,9 @@ def create_app(config: Config, engines: Engines, thinking: ThinkingServices | No
         app.router.add_static("/static/", static)
         app.on_response_prepare.append(_allow_cross_origin_assets)
     app.on_startup.append(_start_engines)
+    app.on_startup.append(_start_recorder)
     app.on_shutdown.append(_drain_and_close)
+    app.on_cleanup.append(_close_recorder)
     app.on_cleanup.append(_close_thinking)
     app.on_cleanup.append(_close_engines)
     return app

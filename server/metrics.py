@@ -41,6 +41,10 @@ class ServerMetrics:
             "answer was cancelled) or 'resumed' (a false interruption: noise, a click, a backchannel)",
             ["verdict"], registry=self.registry)
         self.errors = Counter("tingshuo_error_events_total", "Error events sent, by code", ["code"], registry=self.registry)
+        self.recorded_turns = Counter(
+            "tingshuo_recorded_turns_total", "Finished turns handed to the training-data recorder (data.record), by "
+            "outcome: 'written', 'dropped' (its queue was full) or 'failed' (the store could not be written)",
+            ["outcome"], registry=self.registry)
 
     def observe_timeline(self, latency_ms: dict[str, float | None]) -> None:
         for stage, value in latency_ms.items():

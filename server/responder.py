@@ -33,7 +33,7 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from models.interfaces import ChatMessage
+from models.interfaces import ChatMessage, ToolSpec
 from server import events
 from server.answer_ahead import AnswerAhead
 from server.apologies import apology, filler
@@ -50,6 +50,7 @@ from server.response_runner import ResponseOutcome, ResponseRunner
 from server.session_settings import SessionSettings
 from server.session_thinking import SessionThinking
 from server.tool_calls import ResponseToolCalls
+from server.turn_capture import TurnCapture
 from streaming.output_valve import OutputValve
 from streaming.speech_handle import GenerationGate, SpeechHandle
 from thinking.tool_registry import ToolRegistry
@@ -110,10 +111,13 @@ _NOTHING_SAID = ResponseOutcome()
 
 
 class Responder:
-    def __init__(self, host: ResponseHost, *, tools: ToolRegistry | None = None) -> None:
-        """``tools``: the server's tool registry (``assistant.server_tools`` names those offered)."""
+    def __init__(self, host: ResponseHost, *, tools: ToolRegistry | None = None,
+                 capture: TurnCapture | None = None) -> None:
+        """``tools``: the server's tool registry (``assistant.server_tools`` names those offered).
+        ``capture``: told of every response's end, to keep the turn for training (``data.record``)."""
         self._host = host
         self._tools = tools
+        self._capture = capture
         self._gate = GenerationGate()
         self._valve = OutputValve()
         """Held while speech over an answer is judged: the answer's sender sends nothing."""
@@ -270,7 +274,8 @@ class Responder:
         response.runner = ResponseRunner(plan=plan, engines=host.engines, handle=response.handle, gate=self._gate,
                                          send_event=host.send, send_audio=host.send_audio_bytes,
                                          timeline=response.timeline, tools=response.tool_calls,
-                                         valve=self._valve, first_stream=first_stream)
+                                         valve=self._valve, first_stream=first_stream,
+                                         keep_audio=self._capture is not None and self._capture.wants_audio)
         response.timeline.mark("prompt_ready")
         await response.runner.run()
 
@@ -281,6 +286,11 @@ class Responder:
         prepared = await self._host.thinking.prepare(instructions=instructions_for(request, tools, self._host.config),
                                                      history=history, query=query, language=language)
         return prepared.messages, prepared.citations
+
+    def offered_tools(self) -> tuple[ToolSpec, ...]:
+        """The tools the model is offered now: the server's named in ``assistant.server_tools``, the client's."""
+        choice = self._tool_choice()
+        return (*choice.server_tools, *choice.client_tools)
 
     def _tool_choice(self) -> ToolChoice:
         settings = self._host.settings
@@ -344,30 +354,45 @@ class Responder:
             host.thinking.after_answer()
             if response.runner is not None and response.runner.plan.fixed_text is None:
                 self.ahead.warm_next_prompt()
-        if status == "failed":
-            await self._apologise_for(response)
+        apologised = await self._apologise_for(response) if status == "failed" else False
         if status == "completed" and speaks and response.runner is not None:
             self.playing_out = response
-            await response.runner.wait_for_playout()
+            try:
+                await response.runner.wait_for_playout()
+            finally:  # kept as heard: a barge-in while it played has cut its item already
+                self._keep(response, status)
             if self.playing_out is response:
                 self.playing_out = None
                 host.input.set_interrupt_guard(None)
-        elif self._current is None:
-            host.input.set_interrupt_guard(None)
+        else:
+            self._keep(response, status, apologised=apologised)
+            if self._current is None:
+                host.input.set_interrupt_guard(None)
 
-    async def _apologise_for(self, failed: AssistantResponse) -> None:
+    def _keep(self, response: AssistantResponse, status: str, *, apologised: bool = False) -> None:
+        """Hands the finished turn to the recorder: synchronous, never blocks, never raises."""
+        if self._capture is None:
+            return
+        try:
+            self._capture.response_finished(response, status, apologised=apologised)
+        except Exception:  # noqa: BLE001 (recording must never cost the conversation a turn)
+            log.exception("response %s: the turn could not be kept for recording", response.request.response_id)
+
+    async def _apologise_for(self, failed: AssistantResponse) -> bool:
         """After a failed answer the user heard nothing of, say sorry: aloud when only the LLM
-        failed, as text when the TTS did. An apology that fails itself is not apologised for."""
+        failed, as text when the TTS did. An apology that fails itself is not apologised for.
+        True when an apology was started."""
         host = self._host
         outcome = failed.outcome
         plan = failed.runner.plan if failed.runner is not None else None
         if (plan is not None and plan.fixed_text is not None) or host.closed or self.answering:
-            return
+            return False
         if outcome.spoken.total_audio_ms > 0 or (not failed.request.speaks and outcome.full_text):
-            return  # part of the answer got through; the error event says the rest failed
+            return False  # part of the answer got through; the error event says the rest failed
         modalities = ["text"] if outcome.failed_stage == "tts" else list(failed.request.modalities)
         await self.create(TurnTimeline(), overrides={"output_modalities": modalities},
                           fixed_text=apology("answer", host.user_language()))
+        return True
 
     def close(self) -> None:
         self._gate.close()

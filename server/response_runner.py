@@ -118,15 +118,18 @@ class ResponseOutcome:
     """Calls left to the client: the response ends with them."""
     failed_stage: str | None = None
     """'llm' or 'tts' when that engine raised or timed out: the session decides how to apologise."""
+    sent_audio: list[np.ndarray] = field(default_factory=list)
+    """The int16 frames as sent, when the runner keeps them (``data.record = "audio"``): references."""
 
 
 class ResponseRunner:
     def __init__(self, *, plan: ResponsePlan, engines: Engines, handle: SpeechHandle, gate: GenerationGate,
                  send_event: SendEvent, send_audio: SendAudio, timeline: TurnTimeline,
                  tools: ToolHooks | None = None, valve: OutputValve | None = None,
-                 first_stream: AsyncIterator[str | ToolCall] | None = None) -> None:
+                 first_stream: AsyncIterator[str | ToolCall] | None = None, keep_audio: bool = False) -> None:
         """``valve``: held while a barge-in is judged; the sender sends nothing while it is.
-        ``first_stream``: the first LLM round's tokens, already started (a preemptive answer)."""
+        ``first_stream``: the first LLM round's tokens, already started (a preemptive answer).
+        ``keep_audio``: keep the frames sent in ``outcome.sent_audio`` (for recording)."""
         self.plan = plan
         self._engines = engines
         self.handle = handle
@@ -137,6 +140,7 @@ class ResponseRunner:
         self._tools = tools
         self._valve = valve or OutputValve()
         self._first_stream = first_stream
+        self._keep_audio = keep_audio
         self.outcome = ResponseOutcome(clock=PlayoutClock(max_lead_ms=plan.max_lead_ms))
 
     @property
@@ -354,6 +358,8 @@ class ResponseRunner:
             self.timeline.mark("first_audio_sent")
             clock.mark_sent(duration_ms)
             self.outcome.spoken.add_audio(duration_ms)
+            if self._keep_audio:
+                self.outcome.sent_audio.append(item)
 
     async def _run_text_only(self) -> None:
         self.timeline.mark("llm_request")

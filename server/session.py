@@ -38,6 +38,8 @@ from server.session_settings import SessionSettings, SettingsError, TurnDetectio
 from server.session_thinking import SessionThinking
 from server.stage_executor import StageClosed, StageTimeout
 from server.task_group import OwnedTasks
+from server.turn_capture import TurnCapture
+from server.turn_recorder import TurnRecorder
 from server.thinking_services import ThinkingServices
 from server.user_turns import UserTurns
 from streaming.audio_frames import PCMFormatError, pcm16_bytes_to_float
@@ -52,7 +54,9 @@ MIN_COMMIT_MS = 100
 class RealtimeSession:
     def __init__(self, *, config: Config, engines: Engines, metrics: ServerMetrics,
                  send_text: Callable[[str], Awaitable[None]], send_bytes: Callable[[bytes], Awaitable[None]],
-                 binary_audio: bool = False, thinking: ThinkingServices | None = None) -> None:
+                 binary_audio: bool = False, thinking: ThinkingServices | None = None,
+                 recorder: TurnRecorder | None = None) -> None:
+        """``recorder``: the server's, which keeps finished turns when ``data.record`` (or the persona) says so."""
         self.config = config
         self.engines = engines
         self.metrics = metrics
@@ -79,11 +83,12 @@ class RealtimeSession:
         self._pinned: dict[str, Any] = {}
         self._audio_rate = AudioRateLimit(max_speed=config.server.max_audio_speed)
         self._closed = False
-        self.responses = Responder(self, tools=self._services.tools)
+        self.capture = TurnCapture(self, recorder=recorder, tools=lambda: self.responses.offered_tools())
+        self.responses = Responder(self, tools=self._services.tools, capture=self.capture)
         previews = [PartialTranscripts(recognizer=recognizer, executor=engines.executors.partials,
                                        spawn=self.spawn, send=self.send)
                     for recognizer in (engines.partials, engines.mandarin_partials) if recognizer is not None]
-        self.turns = UserTurns(self, previews=previews)
+        self.turns = UserTurns(self, previews=previews, capture=self.capture)
         self.input = AudioInput(
             engines=engines, hooks=self.turns, input_rate_hz=self.settings.input_rate_hz,
             turn_detection=self.settings.turn_detection, vad_start_ms=audio.vad_start_ms,
@@ -294,7 +299,9 @@ class RealtimeSession:
         await self.send(events.item_added(item.to_wire(), previous_item_id=prev))
         await self.send(events.item_done(item.to_wire(), previous_item_id=prev))
         if item.role == "user" and item.type == "message":
-            await self.thinking.on_user_words(item.text or "", self.turns.text_language(item.text or ""))
+            language = self.turns.text_language(item.text or "")
+            self.capture.user_said(item.id, item.text or "", language)
+            await self.thinking.on_user_words(item.text or "", language)
 
     async def add_item(self, item: ConversationItem, *, after: str | None = None,
                        before: str | None = None) -> str | None:

@@ -44,6 +44,7 @@ from server.responder import Responder
 from server.session_settings import SessionSettings
 from server.session_thinking import SessionThinking
 from server.stage_executor import run_with_deadline
+from server.turn_capture import TurnCapture
 from server.turn_previews import TurnPreviews
 from streaming.barge_in import BargeInPolicy, InterruptionParams, SpeechLasted, Verdict
 
@@ -71,8 +72,11 @@ class TurnHost(Protocol):
 
 
 class UserTurns:
-    def __init__(self, host: TurnHost, *, previews: Sequence[PartialTranscripts] = ()) -> None:
+    def __init__(self, host: TurnHost, *, previews: Sequence[PartialTranscripts] = (),
+                 capture: TurnCapture | None = None) -> None:
+        """``capture``: told of each turn's final words (and its audio), to keep them for training."""
         self._host = host
+        self._capture = capture
         self._previews = TurnPreviews(previews, settings=lambda: host.settings, last_language=lambda: self.last_language)
         audio = host.config.audio
         self._barge_in = BargeInPolicy(params=InterruptionParams(
@@ -353,6 +357,9 @@ class UserTurns:
         if text.strip():
             self.last_language = transcript.language
         item.text = text
+        if self._capture is not None:
+            self._capture.user_said(item.id, text, transcript.language or self.user_language(),
+                                    audio=utterance.audio, ended_at=utterance.turn_end_at)
         if host.settings.transcription:
             if text and not previewed:
                 await host.send(events.transcription_delta(item_id=item.id, delta=text))

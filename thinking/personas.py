@@ -21,6 +21,7 @@ SPOKEN_STYLE_EN = ("Your replies are spoken aloud: answer in one to three short 
                    "conversational text, with no lists, no markdown and no emoji.")
 SPOKEN_STYLE_ZH = "你的回答会被朗读出来：用一到三句简短的口语回答，不要列表、不要 Markdown、不要表情符号。"
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+RECORD_MODES = ("off", "text", "audio")
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 
@@ -48,6 +49,9 @@ class Persona:
     """Pins recognition ('en', 'zh'); None: the persona's ``language``; '' : detect per utterance."""
     variables: dict[str, str] = field(default_factory=dict)
     """Defaults for ``{{name}}`` placeholders in the instructions and the greeting."""
+    record: str | None = None
+    """What the server keeps of its conversations for training ('off', 'text', 'audio');
+    None: the server's ``data.record``. A kiosk persona may turn recording on (or off) for its visitors."""
 
     def style(self) -> str:
         return self.speaking_style or (SPOKEN_STYLE_ZH if self.language == "zh" else SPOKEN_STYLE_EN)
@@ -85,6 +89,8 @@ def read_persona(path: Path) -> Persona:
         raise PersonaError(f"{path}: id must be lower-case letters, digits, '-' or '_'")
     if raw["language"] not in ("en", "zh"):
         raise PersonaError(f"{path}: language must be 'en' or 'zh'")
+    if raw.get("record") not in (None, *RECORD_MODES):
+        raise PersonaError(f"{path}: record must be one of {', '.join(RECORD_MODES)}")
     try:
         return Persona(**{**raw, "version": int(raw["version"]),
                           "variables": {str(k): str(v) for k, v in (raw.get("variables") or {}).items()}})

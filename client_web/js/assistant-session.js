@@ -65,6 +65,7 @@ export class AssistantSession extends EventTarget {
     this.responseItems = new Map(); // responseId -> itemIds
     this.activeResponse = null;
     this.turn = null; // {speechEndAt, responseId, heardMs}
+    this.sessionId = null;
     this.stats = {
       renderedSamples: 0, receivedSamples: 0, sentFrames: 0, droppedFrames: 0, underruns: 0,
       flushes: [], truncates: [], latencies: [], states: [], events: {}, notices: [],
@@ -269,6 +270,12 @@ export class AssistantSession extends EventTarget {
   onServerEvent(event) {
     this.stats.events[event.type] = (this.stats.events[event.type] || 0) + 1;
     switch (event.type) {
+      case "session.created":
+      case "session.updated":
+        // The element asks the server, by this id, whether the conversation is recorded.
+        this.sessionId = event.session?.id || null;
+        this.emit("session", { id: this.sessionId });
+        break;
       case "input_audio_buffer.speech_started":
         this.userSpeaking = true;
         this.emit("item", { id: event.item_id, role: "user", text: "", partial: true });

@@ -49,6 +49,8 @@ const STRINGS = {
     tapToTalk: "Tap to talk",
     tapHint: "点击开始对话",
     level: "Microphone level",
+    recording: "● Recording — this conversation is kept for training",
+    recordingAudio: "● Recording — this conversation and its audio are kept for training",
   },
   zh: {
     title: "听说",
@@ -97,6 +99,8 @@ const STRINGS = {
     tapToTalk: "点击开始对话",
     tapHint: "Tap to talk",
     level: "麦克风音量",
+    recording: "● 正在记录：本次对话将用于训练",
+    recordingAudio: "● 正在记录：本次对话及录音将用于训练",
   },
 };
 

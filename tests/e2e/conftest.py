@@ -30,10 +30,12 @@ def _free_port() -> int:
 def start_server(log_path: Path, **settings: str) -> tuple[subprocess.Popen, str]:
     """``tingshuo serve`` on a free port with ``TINGSHUO_*`` settings; returns once /readyz answers."""
     port = _free_port()
-    # Memory and knowledge files of the test's own: a developer's var/ neither leaks in nor gets written.
+    # Memory, knowledge and training-data files of the test's own: a developer's var/ neither leaks in
+    # nor gets written (nor purged).
     env = {**os.environ, "TINGSHUO_SERVER_PORT": str(port), "TINGSHUO_SERVER_LOG_LEVEL": "INFO",
            "TINGSHUO_MEMORY_PATH": str(log_path.parent / "memory.sqlite"),
-           "TINGSHUO_KNOWLEDGE_PATH": str(log_path.parent / "knowledge.sqlite"), **settings}
+           "TINGSHUO_KNOWLEDGE_PATH": str(log_path.parent / "knowledge.sqlite"),
+           "TINGSHUO_DATA_DIR": str(log_path.parent / "data"), **settings}
     with log_path.open("wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "tingshuo", "serve"], cwd=REPO, env=env,
                                 stdout=log, stderr=subprocess.STDOUT)

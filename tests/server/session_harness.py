@@ -23,6 +23,7 @@ from server.engines import Engines, Executors
 from server.metrics import ServerMetrics
 from server.session import RealtimeSession
 from server.thinking_services import ThinkingServices
+from server.turn_recorder import TurnRecorder
 
 
 class QuietVAD:
@@ -131,7 +132,8 @@ class SessionHarness:
 
 async def open_session(*, llm=None, tts=None, asr=None, vad=None, partials=None, mandarin_partials=None, turn=None,
                        config: Config | None = None, thinking: ThinkingServices | None = None,
-                       executors: Executors | None = None, start: bool = True) -> SessionHarness:
+                       executors: Executors | None = None, start: bool = True,
+                       recorder: TurnRecorder | None = None) -> SessionHarness:
     engines = Engines(vad=vad or QuietVAD(), turn=turn, asr=asr or ScriptedASR(), llm=llm, tts=tts,
                       executors=executors or Executors(), partials=partials, mandarin_partials=mandarin_partials)
     sent: list[dict[str, Any]] = []
@@ -142,7 +144,7 @@ async def open_session(*, llm=None, tts=None, asr=None, vad=None, partials=None,
     async def send_bytes(data: bytes) -> None: ...
 
     session = RealtimeSession(config=config or Config(), engines=engines, metrics=ServerMetrics(),
-                              send_text=send_text, send_bytes=send_bytes, thinking=thinking)
+                              send_text=send_text, send_bytes=send_bytes, thinking=thinking, recorder=recorder)
     harness = SessionHarness(session=session, engines=engines, sent=sent)
     if start:
         await session.start()

@@ -43,6 +43,8 @@ def test_versions_are_kept_apart_and_the_newest_is_the_default(tmp_path):
     ('id = "X Y"\nversion = 1\nname = "X"\nlanguage = "en"\ninstructions = "i"\n', "id must be"),
     ('id = "x"\nversion = 1\nname = "X"\nlanguage = "en"\ninstructions = "i"\ncolour = "red"\n', "unknown fields"),
     ('id = "x"\nversion = 1\nname = \n', "Invalid"),
+    ('id = "x"\nversion = 1\nname = "X"\nlanguage = "en"\ninstructions = "i"\nrecord = "video"\n', "record must be"),
+    ('id = "x"\nversion = 1\nname = "X"\nlanguage = "en"\ninstructions = "i"\nrecord = true\n', "record must be"),
 ])
 def test_malformed_persona_files_are_refused_with_the_reason(tmp_path, body, message):
     path = tmp_path / "bad.toml"
@@ -56,3 +58,12 @@ def test_a_missing_variable_is_an_error_not_a_literal_placeholder():
     with pytest.raises(PersonaError, match="needs the variable 'shop'"):
         persona.render()
     assert persona.render({"shop": "the bakery"})[0].startswith("Serve the bakery.")
+
+
+def test_a_persona_may_set_its_own_recording_mode_else_the_servers_applies(tmp_path):
+    (tmp_path / "kiosk.toml").write_text('id = "kiosk"\nversion = 1\nname = "K"\nlanguage = "en"\n'
+                                         'instructions = "i"\nrecord = "audio"\n')
+    (tmp_path / "plain.toml").write_text('id = "plain"\nversion = 1\nname = "P"\nlanguage = "en"\ninstructions = "i"\n')
+    library = PersonaLibrary.from_directory(tmp_path)
+    assert library.get("kiosk").record == "audio"
+    assert library.get("plain").record is None

@@ -6,7 +6,7 @@ of the store (a full disk, a read-only or foreign file) is a :class:`DataStoreEr
 recorder can drop one turn and log it without touching the conversation.
 
 Layout under ``root``: ``data.sqlite`` and ``audio/CONVERSATION/ITEM.user.wav`` (16 kHz) and
-``ITEM.assistant.wav`` (the voice's own rate).
+``ITEM.assistant.wav`` (the answer's audio as the client got it, at the session's output rate).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The server's commands of the ``tingshuo`` console script: ``serve``, ``models``, ``config``, ``kb``.
+"""The server's commands of the ``tingshuo`` console script: ``serve``, ``models``, ``config``, ``kb``, ``data``, ``voice``.
 
 The console script itself is ``tingshuo.cli``: it adds ``bench`` and ``soak`` (clients of a running
 server, in ``benchmarks``, a layer above this one) and hands every other command to :func:`main`.

@@ -1,4 +1,4 @@
-"""The ``tingshuo`` console script: ``serve``, ``models``, ``config``, ``kb`` (the server's commands,
+"""The ``tingshuo`` console script: ``serve``, ``models``, ``config``, ``kb``, ``data``, ``voice`` (the server's commands,
 ``server.cli``) and ``bench``, ``soak`` (clients of a running server, ``benchmarks``).
 
 It lives above both layers so that the server never imports the benchmarks.

@@ -68,3 +68,12 @@ def test_correct_and_purge_through_the_command(tmp_path, capsys):
 def test_purge_wants_to_be_told_what(tmp_path):
     with pytest.raises(SystemExit):
         _run(tmp_path, "data", "purge")
+
+
+def test_no_redact_keeps_the_personal_data_and_reports_no_replacement(tmp_path, capsys):
+    assert _run(tmp_path, "data", "import", str(FIXTURES / "chatgpt_conversations.json"), "--from", "chatgpt",
+                "--no-redact") == 0
+    assert "redacted" not in capsys.readouterr().out
+    with TrainingDataStore(tmp_path / "data") as store:
+        (conversation,) = store.conversations()
+    assert "010-6512-3456" in conversation.turns[1].answer_generated

@@ -67,6 +67,9 @@ def test_wheel_carries_the_pages_the_personas_and_the_console_script(wheel):
                      "server/personas/library_guide_zh.toml"):
         assert required in names, required
     assert not any(n.startswith(("client_web/", "personas/")) for n in names)  # no generic top-level names
+    for top in ("server", "streaming", "models", "benchmarks", "thinking", "tingshuo"):
+        for init in (REPO / top).rglob("__init__.py"):  # every Python package of the checkout, subpackages too
+            assert init.relative_to(REPO).as_posix() in names, f"{init.parent} is not in pyproject's packages"
     for name in (REPO / "client_web").rglob("*"):
         if name.is_file() and name.suffix in (".html", ".js", ".css"):
             assert "server/" + name.relative_to(REPO).as_posix() in names

@@ -308,6 +308,65 @@ async def test_off_keeps_nothing_and_makes_no_store(tmp_path, http):
     assert not data.exists()
 
 
+async def test_a_recorded_session_exports_to_files_the_training_tools_load(recording_server, http, tmp_path):
+    """The issue's first "done when": a real recorded session, spoken and typed, exported with
+    ``tingshuo data export`` and checked against each tool's rules (the same checks as the export
+    tests on hand-built stores), every example within the cutoff through Qwen's own template."""
+    from server.cli import main as tingshuo
+    from tests.thinking.test_dataset_exports import (
+        check_openai_example, check_sharegpt, kaldi_lines, load_llama_factory, tools_of)
+
+    url, data = recording_server.url, recording_server.data
+    client, session_id = await _open(http, url)
+    await client.send({"type": "session.update", "session": {"type": "realtime", "prompt": {"id": "rec_audio"}}})
+    await client.wait_for("session.updated")
+    user, answer = await _speak(client, QUESTION)
+    assert answer["status"] == "completed"
+    typed_id, typed = await _type(client, "And how far away are the stars?")
+    assert typed["status"] == "completed"
+    conversation = await stored(data, session_id, 2)
+    await client.close()
+    spoken_turn = conversation.turns[0]
+    corrected = QUESTION_TEXT
+    assert tingshuo(["--set", f"data.dir={data}", "data", "correct", spoken_turn.item_id, corrected]) == 0
+
+    cutoff = 512
+    for fmt in ("llama-factory", "openai", "asr"):
+        assert tingshuo(["--set", f"data.dir={data}", "data", "export", "--format", fmt,
+                         "--out", str(tmp_path / fmt), "--cutoff-len", str(cutoff)]) == 0, fmt
+
+    from models.chat_template_tokens import ChatTemplateTokenizer
+    from tests.thinking.test_dataset_exports import GGUF
+
+    qwen = ChatTemplateTokenizer.from_gguf(GGUF)
+    records = load_llama_factory(tmp_path / "llama-factory")["tingshuo_train"]
+    for record in records:
+        assert qwen.count(check_sharegpt(record), tools_of(record)) <= cutoff
+    ours = [r for r in records if any(m["value"] == "And how far away are the stars?" for m in r["conversations"])]
+    assert len(ours) == 1, "the session is one example"
+    (record,) = ours
+    assert record["conversations"][0]["value"] == corrected, "the corrected transcript, not Whisper's"
+    assert record["system"].startswith(INSTRUCTIONS)
+    assert [m["from"] for m in record["conversations"]] == ["human", "gpt", "human", "gpt"]
+    assert record["conversations"][2]["value"] == "And how far away are the stars?"
+    assert _words(record["conversations"][3]["value"]) == _words(_said(typed))
+
+    examples = [json.loads(line) for line in (tmp_path / "openai" / "train.jsonl").read_text().splitlines()]
+    for example in examples:
+        check_openai_example(example)
+    (ours_openai,) = [e for e in examples if any(m.get("content") == "And how far away are the stars?"
+                                                 for m in e["messages"])]
+    assert [m["role"] for m in ours_openai["messages"]] == ["system", "user", "assistant", "user", "assistant"]
+    assert ours_openai["messages"][1]["content"] == corrected
+
+    kaldi = tmp_path / "asr" / "train"
+    text = dict(kaldi_lines(kaldi / "text"))
+    wav_scp = dict(kaldi_lines(kaldi / "wav.scp"))
+    ours_asr = [u for u, t in text.items() if t == corrected and spoken_turn.item_id in u]
+    assert len(ours_asr) == 1 and Path(wav_scp[ours_asr[0]]).is_file()
+    assert error_rate([QUESTION_TEXT], [user["transcript"]], "en") <= 0.2  # what Whisper heard, before the correction
+
+
 # -- the notice on the page and the kiosk ---------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -363,57 +422,3 @@ def test_the_page_and_the_kiosk_say_when_the_conversation_is_recorded(playwright
         assert not idle_notice.is_visible()
         assert not page.locator("tingshuo-assistant >> .shell > .recording").is_visible()
 
-
-async def test_a_recorded_session_exports_to_files_the_training_tools_load(recording_server, http, tmp_path):
-    """The issue's first "done when": a real recorded session, spoken and typed, exported with
-    ``tingshuo data export`` and checked against each tool's rules (the same checks as the export
-    tests on hand-built stores), every example within the cutoff through Qwen's own template."""
-    from server.cli import main as tingshuo
-    from tests.thinking.test_dataset_exports import (
-        check_openai_example, check_sharegpt, kaldi_lines, load_llama_factory, tools_of)
-
-    url, data = recording_server.url, recording_server.data
-    client, session_id = await _open(http, url)
-    await client.send({"type": "session.update", "session": {"type": "realtime", "prompt": {"id": "rec_audio"}}})
-    await client.wait_for("session.updated")
-    user, answer = await _speak(client, QUESTION)
-    assert answer["status"] == "completed"
-    typed_id, typed = await _type(client, "And how far away are the stars?")
-    assert typed["status"] == "completed"
-    conversation = await stored(data, session_id, 2)
-    await client.close()
-    spoken_turn = conversation.turns[0]
-    corrected = QUESTION_TEXT
-    assert tingshuo(["--set", f"data.dir={data}", "data", "correct", spoken_turn.item_id, corrected]) == 0
-
-    cutoff = 512
-    for fmt in ("llama-factory", "openai", "asr"):
-        assert tingshuo(["--set", f"data.dir={data}", "data", "export", "--format", fmt,
-                         "--out", str(tmp_path / fmt), "--cutoff-len", str(cutoff)]) == 0, fmt
-
-    from models.chat_template_tokens import ChatTemplateTokenizer
-    from tests.thinking.test_dataset_exports import GGUF
-
-    qwen = ChatTemplateTokenizer.from_gguf(GGUF)
-    records = load_llama_factory(tmp_path / "llama-factory")["tingshuo_train"]
-    for record in records:
-        assert qwen.count(check_sharegpt(record), tools_of(record)) <= cutoff
-    ours = [r for r in records if r["conversations"][0]["value"] == corrected]
-    assert len(ours) == 1, "the session is one example, the corrected transcript its first words"
-    (record,) = ours
-    assert record["system"].startswith(INSTRUCTIONS)
-    assert [m["from"] for m in record["conversations"]] == ["human", "gpt", "human", "gpt"]
-    assert record["conversations"][2]["value"] == "And how far away are the stars?"
-    assert _words(record["conversations"][3]["value"]) == _words(_said(typed))
-
-    examples = [json.loads(line) for line in (tmp_path / "openai" / "train.jsonl").read_text().splitlines()]
-    for example in examples:
-        check_openai_example(example)
-    assert any(e["messages"][1]["content"] == corrected for e in examples if len(e["messages"]) > 1)
-
-    kaldi = tmp_path / "asr" / "train"
-    text = dict(kaldi_lines(kaldi / "text"))
-    wav_scp = dict(kaldi_lines(kaldi / "wav.scp"))
-    ours_asr = [u for u, t in text.items() if t == corrected]
-    assert len(ours_asr) == 1 and Path(wav_scp[ours_asr[0]]).is_file()
-    assert error_rate([QUESTION_TEXT], [user["transcript"]], "en") <= 0.2  # what Whisper heard, before the correction

@@ -70,6 +70,7 @@ async def test_audio_faster_than_the_limit_is_refused_and_the_session_goes_on(li
     ws_url = limited_server.replace("http", "ws") + "/v1/realtime"
     second_of_audio = base64.b64encode(np.zeros(24_000, "<i2").tobytes()).decode()
     async with aiohttp.ClientSession() as http:
+        await wait_for_sessions(http, limited_server, 0)  # the slots another test closed are free
         async with http.ws_connect(ws_url) as ws:
             await ws.receive(timeout=10)
             appends = [f"append-{i}" for i in range(BURST_S + 10)]  # 40 s of audio at once

@@ -10,6 +10,7 @@ import asyncio
 import hmac
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,11 @@ from server.config import Config
 from server import events
 from server.client_address import forwarded_client, trusted_networks
 from server.client_socket import ClientSocket
-from server.client_secrets import ClientSecret, ClientSecretError, ClientSecrets
+from server.client_secrets import ClientSecret, ClientSecretError
+from server.ids import new_id
+from server.shared_state.fleet_state import FleetState, local_fleet_state, redis_fleet_state
+from server.shared_state.session_registry import SessionEntry
+from server.shared_state.state_errors import SharedStateError
 from server.session_settings import SettingsError, SessionSettings, apply_session_update
 from server.engines import Engines
 from server.metrics import ServerMetrics
@@ -44,7 +49,7 @@ ENGINES_KEY = web.AppKey("engines", Engines)
 CONFIG_KEY = web.AppKey("config", Config)
 METRICS_KEY = web.AppKey("metrics", ServerMetrics)
 SESSIONS_KEY = web.AppKey("sessions", set)
-SECRETS_KEY = web.AppKey("client_secrets", ClientSecrets)
+FLEET_KEY = web.AppKey("fleet_state", FleetState)
 THINKING_KEY = web.AppKey("thinking", ThinkingServices)
 RECORDER_KEY = web.AppKey("recorder", TurnRecorder)
 DATA_REQUEST_TIMEOUT_S = 10.0
@@ -58,8 +63,8 @@ class Lifecycle:
 
 LIFECYCLE_KEY = web.AppKey("lifecycle", Lifecycle)
 SOCKETS_KEY = web.AppKey("sockets", set)
-CLIENTS_KEY = web.AppKey("sessions_per_client", dict)
 CLOSE_GOING_AWAY = 1001
+CLOSE_TRY_AGAIN_LATER = 1013
 
 REALTIME_SUBPROTOCOL = "realtime"
 KEY_SUBPROTOCOL_PREFIX = "openai-insecure-api-key."
@@ -83,15 +88,16 @@ def holds_api_key(config: Config, request: web.Request) -> bool:
     return key is not None and hmac.compare_digest(key.encode(), config.server.api_key.encode())
 
 
-def authorise(request: web.Request) -> tuple[bool, ClientSecret | None]:
-    """(allowed, the client secret used if any). Without a configured key everyone is allowed."""
+async def authorise(request: web.Request) -> tuple[bool, ClientSecret | None]:
+    """(allowed, the client secret used if any). Without a configured key everyone is allowed.
+    ``SharedStateError``: the secret could not be looked up (Redis is down)."""
     config = request.app[CONFIG_KEY]
     if not config.server.api_key:
         return True, None
     if holds_api_key(config, request):
         return True, None
     key = presented_key(request)
-    secret = request.app[SECRETS_KEY].find(key) if key and key.startswith("ek_") else None
+    secret = await request.app[FLEET_KEY].secrets.find(key) if key and key.startswith("ek_") else None
     return secret is not None, secret
 
 
@@ -107,25 +113,45 @@ async def realtime_handler(request: web.Request) -> web.StreamResponse:
     config, sessions = app[CONFIG_KEY], app[SESSIONS_KEY]
     if app[LIFECYCLE_KEY].shutting_down:
         raise web.HTTPServiceUnavailable(text="server is shutting down", headers={"Retry-After": "5"})
-    per_client = app[CLIENTS_KEY]
+    fleet = app[FLEET_KEY]
     remote = request.remote  # the client behind trusted proxies (server.trusted_proxies), else the peer
-    if per_client.get(remote, 0) >= config.server.max_sessions_per_client:
-        raise web.HTTPTooManyRequests(
-            text=f"this address already has {config.server.max_sessions_per_client} sessions open",
-            headers={"Retry-After": "5"})
     if len(sessions) >= config.server.max_sessions:
         app[METRICS_KEY].sessions_rejected.inc()
         raise web.HTTPServiceUnavailable(
             text=f"server is full ({config.server.max_sessions} sessions); try again later",
             headers={"Retry-After": "5"},
         )
+    entry = SessionEntry(id=new_id("sess"), worker=fleet.worker, client=remote or "unknown",
+                         started_at=time.time())
+    if not await fleet.admit(entry, limit=config.server.max_sessions_per_client):
+        raise web.HTTPTooManyRequests(
+            text=f"this address already has {config.server.max_sessions_per_client} sessions open",
+            headers={"Retry-After": "5"})
+    try:
+        return await _serve_session(request, entry)
+    finally:
+        await fleet.release(entry)
+
+
+async def _serve_session(request: web.Request, entry: SessionEntry) -> web.StreamResponse:
+    app = request.app
+    config, sessions = app[CONFIG_KEY], app[SESSIONS_KEY]
+    remote = entry.client
     if not origin_allowed(config, request):
         log.warning("refused a connection from origin %s", request.headers.get("Origin"))
         raise web.HTTPForbidden(text="origin not allowed")
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=HARD_MAX_MESSAGE_BYTES,
                                protocols=(REALTIME_SUBPROTOCOL,))
     await ws.prepare(request)
-    allowed, secret = authorise(request)
+    try:
+        allowed, secret = await authorise(request)
+    except SharedStateError as exc:
+        app[FLEET_KEY].failed(exc)
+        await ws.send_json(events.error("the client secret could not be checked (the shared session store is "
+                                        "unavailable); try again shortly", code="state_unavailable",
+                                        type_="server_error"))
+        await ws.close(code=CLOSE_TRY_AGAIN_LATER, message=b"state_unavailable")
+        return ws
     if not allowed:
         # Accept, then refuse in-band: a browser sees only "1006" for a refused handshake,
         # while an error event and a close reason let the page say what is wrong.
@@ -139,10 +165,9 @@ async def realtime_handler(request: web.Request) -> web.StreamResponse:
                           send_buffer_bytes=config.server.send_buffer_bytes)
     session = RealtimeSession(config=config, engines=app[ENGINES_KEY], metrics=app[METRICS_KEY],
                               send_text=client.send_str, send_bytes=client.send_bytes, binary_audio=binary_audio,
-                              thinking=app[THINKING_KEY], recorder=app[RECORDER_KEY])
+                              thinking=app[THINKING_KEY], recorder=app[RECORDER_KEY], session_id=entry.id)
     sessions.add(session)
     app[SOCKETS_KEY].add(ws)
-    per_client[remote] = per_client.get(remote, 0) + 1
     app[METRICS_KEY].sessions_active.inc()
     log.info("session %s opened from %s", session.settings.id, remote)
     try:
@@ -159,10 +184,6 @@ async def realtime_handler(request: web.Request) -> web.StreamResponse:
             app[METRICS_KEY].clients_stalled.inc()
         sessions.discard(session)
         app[SOCKETS_KEY].discard(ws)
-        if per_client.get(remote, 0) <= 1:
-            per_client.pop(remote, None)
-        else:
-            per_client[remote] -= 1
         app[METRICS_KEY].sessions_active.dec()
         await ws.close()
         log.info("session %s closed", session.settings.id)
@@ -229,9 +250,13 @@ async def client_secrets_handler(request: web.Request) -> web.Response:
         user = body.get("user")
         if user is not None:
             user = validate_user_id(user)
-        secret = request.app[SECRETS_KEY].mint(ttl_s=ttl, session=session, user=user)
+        secret = await request.app[FLEET_KEY].secrets.mint(ttl_s=ttl, session=session, user=user)
     except (ValueError, TypeError, SettingsError, ClientSecretError) as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
+    except SharedStateError as exc:
+        request.app[FLEET_KEY].failed(exc)
+        raise web.HTTPServiceUnavailable(text=f"client secrets are unavailable: {exc}",
+                                         headers={"Retry-After": "5"}) from None
     wire = settings.to_wire()
     wire.pop("id", None)  # each session it opens gets its own id
     return web.json_response({"value": secret.value, "expires_at": int(secret.expires_at), "session": wire,
@@ -327,6 +352,20 @@ async def recording_handler(request: web.Request) -> web.Response:
     return web.json_response({"record": recording_mode(config, persona)}, headers=headers)
 
 
+async def sessions_handler(request: web.Request) -> web.Response:
+    """``GET /v1/sessions`` (API key): the open sessions of the whole fleet (with Redis; this worker's
+    alone otherwise, or while Redis is down: ``"complete": false``)."""
+    _require_api_key(request)
+    fleet = request.app[FLEET_KEY]
+    entries, complete = await fleet.fleet()
+    workers: dict[str, int] = {}
+    for entry in entries:
+        workers[entry.worker] = workers.get(entry.worker, 0) + 1
+    return web.json_response({"worker": fleet.worker, "complete": complete, "workers": workers,
+                              "sessions": [{"id": e.id, "worker": e.worker, "client": e.client,
+                                            "started_at": e.started_at} for e in entries]})
+
+
 async def personas_handler(request: web.Request) -> web.Response:
     """The personas a client may pick with ``session.prompt`` (for a settings menu)."""
     library = request.app[THINKING_KEY].personas
@@ -343,7 +382,9 @@ async def ready_handler(request: web.Request) -> web.Response:
     engines = request.app[ENGINES_KEY]
     if engines is not None and not engines.ready:
         return web.json_response({"status": "starting engines"}, status=503)
-    return web.json_response({"status": "ready", "sessions": len(request.app[SESSIONS_KEY])})
+    return web.json_response({"status": "ready", "sessions": len(request.app[SESSIONS_KEY]),
+                              "worker": request.app[FLEET_KEY].worker,
+                              "knowledge_base": request.app[THINKING_KEY].knowledge_version})
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
@@ -392,6 +433,14 @@ async def _close_thinking(app: web.Application) -> None:
     await app[THINKING_KEY].aclose()
 
 
+async def _start_fleet_state(app: web.Application) -> None:
+    await app[FLEET_KEY].astart()
+
+
+async def _close_fleet_state(app: web.Application) -> None:
+    await app[FLEET_KEY].aclose()
+
+
 async def _start_recorder(app: web.Application) -> None:
     """The recorder's writer thread starts with the server (and purges what is past retention)."""
     app[RECORDER_KEY].start()
@@ -426,10 +475,10 @@ def create_app(config: Config, engines: Engines, thinking: ThinkingServices | No
     app[ENGINES_KEY] = engines
     app[METRICS_KEY] = ServerMetrics()
     app[SESSIONS_KEY] = set()
-    app[SECRETS_KEY] = ClientSecrets()
+    app[FLEET_KEY] = redis_fleet_state(config) if config.state.backend == "redis+postgres" else local_fleet_state(config)
+    app[FLEET_KEY].on_error = lambda service: app[METRICS_KEY].shared_state_errors.labels(service=service).inc()
     app[SOCKETS_KEY] = set()
     app[LIFECYCLE_KEY] = Lifecycle()
-    app[CLIENTS_KEY] = {}
     app[THINKING_KEY] = thinking or ThinkingServices(personas=PersonaLibrary([]))
     app[RECORDER_KEY] = recorder or TurnRecorder(config.data.dir, retention_days=config.data.retention_days,
                                                  counter=app[METRICS_KEY].recorded_turns)
@@ -439,6 +488,7 @@ def create_app(config: Config, engines: Engines, thinking: ThinkingServices | No
     app.router.add_get("/readyz", ready_handler)
     app.router.add_post("/v1/realtime/client_secrets", client_secrets_handler)
     app.router.add_get("/v1/personas", personas_handler)
+    app.router.add_get("/v1/sessions", sessions_handler)
     app.router.add_route("GET", "/v1/users/{user}/memory", user_memory_handler)
     app.router.add_route("DELETE", "/v1/users/{user}/memory", user_memory_handler)
     app.router.add_get("/v1/data/recording", recording_handler)
@@ -452,8 +502,10 @@ def create_app(config: Config, engines: Engines, thinking: ThinkingServices | No
         app.on_response_prepare.append(_allow_cross_origin_assets)
     app.on_startup.append(_start_engines)
     app.on_startup.append(_start_recorder)
+    app.on_startup.append(_start_fleet_state)
     app.on_shutdown.append(_drain_and_close)
     app.on_cleanup.append(_close_recorder)
+    app.on_cleanup.append(_close_fleet_state)
     app.on_cleanup.append(_close_thinking)
     app.on_cleanup.append(_close_engines)
     return app

@@ -111,10 +111,20 @@ def _serve(config) -> int:
     from server.app import create_app
     from server.engines import load_engines
 
+    from server.shared_state.fleet_state import check_state_services
+    from server.shared_state.state_errors import SharedStateError
     from server.thinking_services import load_thinking
+    from thinking.user_memory import MemoryStoreError
 
+    try:  # before minutes of model loading: a missing service is named at once
+        check_state_services(config)
+    except SharedStateError as exc:
+        raise ConfigError(str(exc)) from None
     engines = load_engines(config)
-    thinking = load_thinking(config)
+    try:
+        thinking = load_thinking(config)
+    except MemoryStoreError as exc:
+        raise ConfigError(str(exc)) from None
     app = create_app(config, engines, thinking)
     logging.getLogger(__name__).info("listening on ws://%s:%d/v1/realtime", config.server.host, config.server.port)
     web.run_app(app, host=config.server.host, port=config.server.port, print=None,

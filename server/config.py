@@ -109,6 +109,11 @@ class ModelsSection:
     """Embedded GGUFs on llama.cpp (``llm_engine``); 'openai': any OpenAI-compatible server (a vLLM server:
     ``llm_base_url``, ``llm_model``); 'vllm': vLLM in this process (section ``[vllm]``)."""
     llm_base_url: str = ""
+    llm_endpoints: tuple[str, ...] = ()
+    """With ``llm = "openai"``: several OpenAI-compatible servers serving the same model (vLLM servers,
+    llama-servers; a TOML list, or comma-separated). Each conversation goes to the healthy one with
+    the fewest conversations and stays there (its prompt cache); a connection error fails it over to
+    the next. Empty: ``llm_base_url`` alone."""
     llm_model: str = ""
     llm_api_key: str = ""
     llm_context_tokens: int = 4096
@@ -280,6 +285,24 @@ class DataSection:
 
 
 @dataclass(frozen=True)
+class StateSection:
+    """Where state shared by workers lives (README "Scaling out"). ``local``: in this process and
+    SQLite files, for one machine. ``redis+postgres``: client secrets, per-client session counts
+    and the session registry in Redis, user memory in PostgreSQL, so any worker behind the front
+    door serves any client."""
+
+    backend: Literal["local", "redis+postgres"] = "local"
+    redis_url: str = ""
+    """``redis://host:6379/0``; needed by ``redis+postgres``."""
+    postgres_url: str = ""
+    """``postgresql://user:password@host:5432/tingshuo``; needed by ``redis+postgres``."""
+    worker_id: str = ""
+    """How this worker names itself in the session registry; empty: ``HOSTNAME:PORT``."""
+    call_timeout_s: float = 1.0
+    """A Redis or PostgreSQL call taking longer fails (and degrades) instead of holding a session."""
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerSection = field(default_factory=ServerSection)
     models: ModelsSection = field(default_factory=ModelsSection)
@@ -290,6 +313,7 @@ class Config:
     memory: MemorySection = field(default_factory=MemorySection)
     knowledge: KnowledgeSection = field(default_factory=KnowledgeSection)
     data: DataSection = field(default_factory=DataSection)
+    state: StateSection = field(default_factory=StateSection)
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:

@@ -130,6 +130,13 @@ def _load_llm(config: Config, model_dir: Path, executors: Executors) -> ChatMode
 
     m = config.models
     if m.llm == "openai":
+        if m.llm_endpoints:  # several servers (or one, with health and fail-over): the pool; its prober starts in astart
+            from models.pooled_chat import PooledChatModel
+
+            if m.llm_base_url and m.llm_base_url not in m.llm_endpoints:
+                log.warning("models.llm_base_url %s is not used: models.llm_endpoints lists the servers",
+                            m.llm_base_url)
+            return PooledChatModel(m.llm_endpoints, model=m.llm_model, api_key=m.llm_api_key)
         from models.openai_chat import OpenAIChatModel, OpenAIChatParams
 
         return OpenAIChatModel(params=OpenAIChatParams(base_url=m.llm_base_url, model=m.llm_model, api_key=m.llm_api_key))
@@ -195,8 +202,12 @@ def check_production_engines(config: Config) -> None:
             raise ConfigError("models.llm = 'vllm' needs vllm.model (a Hugging Face id or a model folder)")
         if importlib.util.find_spec("vllm") is None:
             raise ConfigError("models.llm = 'vllm' needs vLLM: pip install -e '.[gpu]' (on a CUDA machine)")
-    if m.llm == "openai" and (not m.llm_base_url or not m.llm_model):
-        raise ConfigError("models.llm = 'openai' needs models.llm_base_url and models.llm_model")
+    if m.llm == "openai":
+        if not (m.llm_base_url or m.llm_endpoints) or not m.llm_model:
+            raise ConfigError("models.llm = 'openai' needs models.llm_base_url (or models.llm_endpoints) "
+                              "and models.llm_model")
+        if any(not url for url in m.llm_endpoints) or len(set(m.llm_endpoints)) != len(m.llm_endpoints):
+            raise ConfigError(f"models.llm_endpoints has an empty or repeated entry: {list(m.llm_endpoints)}")
     if m.tts == "cosyvoice":
         c = config.cosyvoice
         missing = [name for name, path in (("cosyvoice.model_dir", c.model_dir), ("cosyvoice.prompts_dir", c.prompts_dir))

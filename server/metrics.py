@@ -46,6 +46,10 @@ class ServerMetrics:
             "outcome: 'written', 'dropped' (its queue was full) or 'failed' (the store could not be written)",
             ["outcome"], registry=self.registry)
 
+        self.shared_state_errors = Counter(
+            "tingshuo_shared_state_errors_total", "Calls to a shared-state service (state.backend) that failed, by "
+            "service; the worker degraded instead (README \"Scaling out\")", ["service"], registry=self.registry)
+
     def observe_timeline(self, latency_ms: dict[str, float | None]) -> None:
         for stage, value in latency_ms.items():
             if value is not None:

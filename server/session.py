@@ -55,8 +55,9 @@ class RealtimeSession:
     def __init__(self, *, config: Config, engines: Engines, metrics: ServerMetrics,
                  send_text: Callable[[str], Awaitable[None]], send_bytes: Callable[[bytes], Awaitable[None]],
                  binary_audio: bool = False, thinking: ThinkingServices | None = None,
-                 recorder: TurnRecorder | None = None) -> None:
-        """``recorder``: the server's, which keeps finished turns when ``data.record`` (or the persona) says so."""
+                 recorder: TurnRecorder | None = None, session_id: str | None = None) -> None:
+        """``recorder``: the server's, which keeps finished turns when ``data.record`` (or the persona) says so.
+        ``session_id``: the id the session registry admitted it under (a fresh one otherwise)."""
         self.config = config
         self.engines = engines
         self.metrics = metrics
@@ -64,7 +65,7 @@ class RealtimeSession:
         self._send_bytes = send_bytes
         audio = config.audio
         self.settings = SessionSettings(
-            id=new_id("sess"),
+            id=session_id or new_id("sess"),
             instructions=config.assistant.instructions,
             max_output_tokens=config.assistant.max_output_tokens,
             binary_audio=binary_audio,

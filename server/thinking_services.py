@@ -29,6 +29,8 @@ class ThinkingServices:
     personas: PersonaLibrary
     knowledge: Any | None = None
     """A ``thinking.knowledge_base.KnowledgeBase``, or None when no documents were added."""
+    knowledge_version: str | None = None
+    """The knowledge base's content version as loaded (``/readyz``: every worker should report the same)."""
     memory: Any | None = None
     """A ``thinking.user_memory.UserMemory``, or None when memory is off."""
     tools: Any | None = None
@@ -75,15 +77,31 @@ def load_thinking(config: Config) -> ThinkingServices:
 
         try:
             services.knowledge = KnowledgeBase.open(kb_path, embedder=E5Embedder.load())
-            log.info("knowledge base %s: %d sources", kb_path, len(services.knowledge.sources()))
+            services.knowledge_version = services.knowledge.version()
+            log.info("knowledge base %s: %d sources, version %s", kb_path, len(services.knowledge.sources()),
+                     services.knowledge_version)
         except KnowledgeBaseError as exc:
             log.error("knowledge base %s not used: %s", kb_path, exc)
     else:
         log.info("no knowledge base at %s (tingshuo kb add PATH... makes one)", kb_path)
     services.tools = _server_tools(config, services)
     if config.memory.enabled:
-        from thinking.user_memory import MemoryParams, UserMemory
-
-        services.memory = UserMemory(path=config.memory.path,
-                                     params=MemoryParams(max_facts_per_user=config.memory.max_facts_per_user))
+        services.memory = open_memory(config)
     return services
+
+
+def open_memory(config: Config) -> Any:
+    """The user memory store ``state.backend`` names: SQLite (opened on first use), or PostgreSQL,
+    connected and migrated now (a ``MemoryStoreError`` naming the server stops the start)."""
+    from thinking.user_memory import MemoryParams, UserMemory
+
+    params = MemoryParams(max_facts_per_user=config.memory.max_facts_per_user)
+    if config.state.backend == "redis+postgres":
+        from server.shared_state.postgres_memory import PostgresUserMemory
+
+        memory = PostgresUserMemory(url=config.state.postgres_url, params=params,
+                                    call_timeout_s=config.state.call_timeout_s)
+        applied = memory.open()
+        log.info("user memory in %s%s", memory.where, f" (applied migrations {applied})" if applied else "")
+        return memory
+    return UserMemory(path=config.memory.path, params=params)

@@ -235,6 +235,12 @@ class KnowledgeBase:
         rows = self._query_all("SELECT source, passages, added_at FROM documents ORDER BY source")
         return [SourceInfo(source=s, passages=n, added_at=t) for s, n, t in rows]
 
+    def version(self) -> str:
+        """A digest of the documents' contents (not of the file, nor where it was built): workers that
+        loaded the same ``tingshuo kb`` build report the same version (``/readyz``)."""
+        rows = self._query_all("SELECT source, digest FROM documents ORDER BY source")
+        return hashlib.sha256("".join(f"{s}\t{d}\n" for s, d in rows).encode()).hexdigest()[:16]
+
     def search(self, query: str, *, k: int = 3, min_score: float = DEFAULT_MIN_SCORE) -> list[Passage]:
         """The ``k`` passages most similar to ``query`` scoring at least ``min_score``, best first."""
         query = query.strip()

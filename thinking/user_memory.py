@@ -128,7 +128,63 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-class UserMemory:
+class FactRecall:
+    """What every memory store answers the same way, from its ``facts`` and ``summaries``: what a
+    session recalls, which facts match a question, what "forget …" removes, the export. Stores
+    (this SQLite one, ``server/shared_state/postgres_memory.py``) supply the storage calls."""
+
+    def facts(self, user_id: str) -> list[Fact]:
+        raise NotImplementedError
+
+    def summaries(self, user_id: str, *, limit: int | None = None) -> list[Summary]:
+        raise NotImplementedError
+
+    def _delete(self, user_id: str, fact_ids: list[int], summary_ids: list[int]) -> int:
+        raise NotImplementedError
+
+    def recall(self, user_id: str, *, limit: int = 10, summaries: int = 3) -> Recollection:
+        """What a session starts with: the ``limit`` newest facts and the last ``summaries`` summaries."""
+        return Recollection(facts=tuple(self.facts(user_id)[:limit]),
+                            summaries=tuple(self.summaries(user_id, limit=summaries)))
+
+    def relevant(self, user_id: str, query: str, k: int = 5) -> list[Fact]:
+        """The ``k`` facts that share most words (English) or characters (Chinese) with ``query``, best first."""
+        wanted = terms(query)
+        scored = [(similarity(wanted, terms(f.text)), f) for f in self.facts(user_id)]
+        # Stable sort on a newest-first list: ties go to the newer fact.
+        ranked = sorted((pair for pair in scored if pair[0] > 0), key=lambda pair: -pair[0])
+        return [fact for _, fact in ranked[:k]]
+
+    def forget(self, user_id: str, target: int | str) -> int:
+        """Remove a fact by id, or every fact and summary that talks about ``target``; returns how many.
+
+        Text matching: see ``FORGET_MIN_COVERAGE``. A request made only of function
+        words ("forget it") matches nothing; use ``delete_user`` for "forget everything".
+        """
+        validate_user_id(user_id)
+        if isinstance(target, int):
+            return self._delete(user_id, [target], [])
+        wanted = terms(target)
+        if not wanted:
+            return 0
+        facts = [f.id for f in self.facts(user_id) if coverage(wanted, terms(f.text)) >= FORGET_MIN_COVERAGE]
+        summaries = [s.id for s in self.summaries(user_id)
+                     if coverage(wanted, terms(s.text)) >= FORGET_MIN_COVERAGE]
+        if not facts and not summaries:
+            return 0
+        return self._delete(user_id, facts, summaries)
+
+    def export(self, user_id: str) -> dict[str, Any]:
+        """Everything stored about a user, JSON-ready (for a data-access API)."""
+        validate_user_id(user_id)
+        return {
+            "user_id": user_id,
+            "facts": [asdict(f) for f in self.facts(user_id)],
+            "summaries": [asdict(s) for s in self.summaries(user_id)],
+        }
+
+
+class UserMemory(FactRecall):
     """Blocking; call from an executor. Safe to share between threads."""
 
     def __init__(self, *, path: Path | str, params: MemoryParams = MemoryParams(),
@@ -207,42 +263,12 @@ class UserMemory:
             ).fetchall()
         return [Summary(*row) for row in reversed(rows)]
 
-    def recall(self, user_id: str, *, limit: int = 10, summaries: int = 3) -> Recollection:
-        """What a session starts with: the ``limit`` newest facts and the last ``summaries`` summaries."""
-        return Recollection(facts=tuple(self.facts(user_id)[:limit]),
-                            summaries=tuple(self.summaries(user_id, limit=summaries)))
-
-    def relevant(self, user_id: str, query: str, k: int = 5) -> list[Fact]:
-        """The ``k`` facts that share most words (English) or characters (Chinese) with ``query``, best first."""
-        wanted = terms(query)
-        scored = [(similarity(wanted, terms(f.text)), f) for f in self.facts(user_id)]
-        # Stable sort on a newest-first list: ties go to the newer fact.
-        ranked = sorted((pair for pair in scored if pair[0] > 0), key=lambda pair: -pair[0])
-        return [fact for _, fact in ranked[:k]]
-
-    def forget(self, user_id: str, target: int | str) -> int:
-        """Remove a fact by id, or every fact and summary that talks about ``target``; returns how many.
-
-        Text matching: see ``FORGET_MIN_COVERAGE``. A request made only of function
-        words ("forget it") matches nothing; use ``delete_user`` for "forget everything".
-        """
-        validate_user_id(user_id)
-        if isinstance(target, int):
-            with self._write() as db:
-                return db.execute("DELETE FROM facts WHERE user_id = ? AND id = ?", (user_id, target)).rowcount
-        wanted = terms(target)
-        if not wanted:
-            return 0
-        facts = [f.id for f in self.facts(user_id) if coverage(wanted, terms(f.text)) >= FORGET_MIN_COVERAGE]
-        summaries = [s.id for s in self.summaries(user_id)
-                     if coverage(wanted, terms(s.text)) >= FORGET_MIN_COVERAGE]
-        if not facts and not summaries:
-            return 0
+    def _delete(self, user_id: str, fact_ids: list[int], summary_ids: list[int]) -> int:
         with self._write() as db:
             removed = sum(db.execute("DELETE FROM facts WHERE user_id = ? AND id = ?", (user_id, i)).rowcount
-                          for i in facts)
+                          for i in fact_ids)
             removed += sum(db.execute("DELETE FROM summaries WHERE user_id = ? AND id = ?", (user_id, i)).rowcount
-                           for i in summaries)
+                           for i in summary_ids)
         return removed
 
     def delete_user(self, user_id: str) -> int:
@@ -252,15 +278,6 @@ class UserMemory:
             removed = db.execute("DELETE FROM facts WHERE user_id = ?", (user_id,)).rowcount
             removed += db.execute("DELETE FROM summaries WHERE user_id = ?", (user_id,)).rowcount
         return removed
-
-    def export(self, user_id: str) -> dict[str, Any]:
-        """Everything stored about a user, JSON-ready (for a data-access API)."""
-        validate_user_id(user_id)
-        return {
-            "user_id": user_id,
-            "facts": [asdict(f) for f in self.facts(user_id)],
-            "summaries": [asdict(s) for s in self.summaries(user_id)],
-        }
 
     def close(self) -> None:
         with self._lock:

@@ -129,6 +129,11 @@ class EndpointPool:
             self._unassign(next(iter(self._assigned)))
         return best.url
 
+    def forget(self, conversation: str) -> None:
+        """The conversation ended: it no longer counts towards its endpoint's load."""
+        if conversation in self._assigned:
+            self._unassign(conversation)
+
     def _unassign(self, conversation: str) -> None:
         url = self._assigned.pop(conversation)
         self._endpoints[url].conversations -= 1

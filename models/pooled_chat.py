@@ -70,6 +70,10 @@ class PooledChatModel:
         """Each endpoint's health, conversations and requests in flight, for metrics and /readyz."""
         return self.pool.snapshot()
 
+    def end_conversation(self, conversation: str) -> None:
+        """Called when a session closes, so least-loaded counts only conversations still open."""
+        self.pool.forget(conversation)
+
     async def astart(self) -> None:
         self.pool.start()
 

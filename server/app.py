@@ -382,9 +382,12 @@ async def ready_handler(request: web.Request) -> web.Response:
     engines = request.app[ENGINES_KEY]
     if engines is not None and not engines.ready:
         return web.json_response({"status": "starting engines"}, status=503)
-    return web.json_response({"status": "ready", "sessions": len(request.app[SESSIONS_KEY]),
-                              "worker": request.app[FLEET_KEY].worker,
-                              "knowledge_base": request.app[THINKING_KEY].knowledge_version})
+    body = {"status": "ready", "sessions": len(request.app[SESSIONS_KEY]), "worker": request.app[FLEET_KEY].worker,
+            "knowledge_base": request.app[THINKING_KEY].knowledge_version}
+    if engines is not None and (endpoints := getattr(engines.llm, "endpoints", None)) is not None:
+        body["llm_endpoints"] = [{"url": e.url, "healthy": e.healthy, "conversations": e.conversations,
+                                  "in_flight": e.in_flight} for e in endpoints()]
+    return web.json_response(body)
 
 
 async def metrics_handler(request: web.Request) -> web.Response:

@@ -177,6 +177,9 @@ class RealtimeSession:
         await self.input.aclose()
         await self.turns.aclose()
         await self.tasks.aclose()
+        end_conversation = getattr(self.engines.llm, "end_conversation", None)
+        if end_conversation is not None:  # an endpoint pool: the conversation no longer loads its endpoint
+            end_conversation(self.settings.id)
 
     # -- incoming messages ------------------------------------------------------------
     async def handle_text(self, text: str) -> None:

@@ -163,3 +163,13 @@ async def test_the_prober_task_probes_a_fallen_endpoint_and_stops_with_the_pool(
     pool.start()  # closed: never restarts
     assert pool._prober is None
     await pool.aclose()  # idempotent
+
+
+def test_an_ended_conversation_no_longer_loads_its_endpoint():
+    pool, _, _ = make_pool(A, B)
+    assert [pool.choose("c1"), pool.choose("c2"), pool.choose("c3")] == [A, B, A]
+    pool.forget("c1")
+    pool.forget("c3")
+    pool.forget("never-seen")  # a session that asked nothing: nothing to forget
+    assert counts(pool) == {A: 0, B: 1}
+    assert pool.choose("c4") == A, "the endpoint whose conversations ended takes the next one"

@@ -283,3 +283,29 @@ async def test_the_engines_start_and_stop_the_prober(servers):
     assert prober is not None and not prober.done() and engines.ready
     await engines.aclose()
     assert prober.done() and chat.pool.closed
+
+
+async def test_readyz_lists_each_endpoint_and_fails_when_none_is_healthy(servers):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from server.app import create_app
+    from server.config import Config
+    from server.engines import Engines, Executors
+
+    a, b = servers
+    chat = PooledChatModel([a.url, b.url], model="m", pool=FAST)
+    engines = Engines(vad=object(), turn=None, asr=object(), llm=chat, tts=object(), executors=Executors())
+    client = TestClient(TestServer(create_app(Config(), engines), host="127.0.0.1"))
+    await client.start_server()
+    try:
+        await answer(chat, "c1")
+        body = await (await client.get("/readyz")).json()
+        assert [(e["url"], e["healthy"]) for e in body["llm_endpoints"]] == [(a.url, True), (b.url, True)]
+        assert sum(e["conversations"] for e in body["llm_endpoints"]) == 1
+        await a.stop()
+        await b.stop()
+        with pytest.raises(ChatEndpointError):
+            await answer(chat, "c2")
+        assert (await client.get("/readyz")).status == 503
+    finally:
+        await client.close()

@@ -89,9 +89,10 @@ def free_port() -> int:
 
 
 def _parent_death_signal() -> Callable[[], None] | None:
-    """A function for the child to run before exec: SIGTERM it if this process dies, even by
+    """A function for the child to run before exec: SIGKILL it if this process dies, even by
     SIGKILL (Linux ``PR_SET_PDEATHSIG``), so a crashed server never leaves a model loaded and a
-    port held. Looked up here, in the parent: between fork and exec the child must not load
+    port held. SIGKILL, not SIGTERM: a llama-server orphaned mid-request was seen to take SIGTERM
+    and keep running (twice), and with its parent gone it has nothing left to finish. Looked up here, in the parent: between fork and exec the child must not load
     libraries (another thread may have held the loader's lock at the fork)."""
     if sys.platform != "linux":
         return None
@@ -99,7 +100,7 @@ def _parent_death_signal() -> Callable[[], None] | None:
         prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
         return None
-    return functools.partial(prctl, PR_SET_PDEATHSIG, int(signal.SIGTERM))
+    return functools.partial(prctl, PR_SET_PDEATHSIG, int(signal.SIGKILL))
 
 
 def _before_exec(nice: int) -> Callable[[], None] | None:

@@ -128,6 +128,20 @@ def _said(response: dict) -> str:
     return content.get("transcript") or content.get("text") or ""
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
 def _ws(url: str) -> str:
     return url.replace("http", "ws", 1) + "/v1/realtime"
 
@@ -303,6 +317,8 @@ def test_the_page_reconnects_to_the_other_worker_when_its_worker_is_killed(fleet
         doomed = mine[0]["worker"]
         survivor = "worker-b" if doomed == "worker-a" else "worker-a"
         proc = fleet.workers[doomed][0]
+        children = _children(proc.pid)
+        assert children, "the worker runs its llama-server as a child"
         killed_at = time.monotonic()
         os.kill(proc.pid, signal.SIGKILL)  # mid-conversation: no goodbye, no close frame
         proc.wait(10)
@@ -316,6 +332,10 @@ def test_the_page_reconnects_to_the_other_worker_when_its_worker_is_killed(fleet
         assert [s["worker"] for s in now_on] == [survivor], now_on
         page.evaluate(typed, "What is my locker number?")
         page.wait_for_function(f"() => ({answers})().some(t => t.includes('42'))", timeout=120_000)
+    deadline = time.monotonic() + 10  # the parent-death signal takes the killed worker's llama-server with it
+    while any(Path(f"/proc/{child}").exists() and _state(child) != "Z" for child in children):
+        assert time.monotonic() < deadline, f"the killed worker left {children} running"
+        time.sleep(0.1)
     with urllib.request.urlopen(urllib.request.Request(fleet.nginx.url + "/v1/users/page-visitor/memory",
                                                        headers=AUTH), timeout=10) as response:
         assert [f["text"] for f in json.loads(response.read())["facts"]] == ["my locker number is 42"]

@@ -138,6 +138,11 @@ class RedisSessionRegistry:
             pipe.expire(self._client_key(entry.client), SESSION_TTL_S * 2)
             pipe.sadd(self._registry_key, entry.id)
         await self._ask(pipe.execute())
+        # A session released while the refresh was on its way (a reconnect after Redis came back can
+        # take that long) was written back by it: release it again, or it would count for a TTL.
+        for entry in entries:
+            if entry.id not in self.local.entries:
+                await self.release(entry)
 
     async def fleet(self) -> list[SessionEntry]:
         ids = sorted(await self._ask(self._redis.smembers(self._registry_key)))

@@ -6,7 +6,8 @@ and PostgreSQL (Debian's, started here): what a fleet must do that one process c
 3. the per-client session limit holds across both workers;
 4. Redis or PostgreSQL stopped and started again: the conversation goes on (the documented
    degradation) and recovers;
-5. (last: it kills a worker) the web page, its worker killed mid-conversation, reconnects through
+5. a draining worker (SIGTERM) finishes its answer while new sessions go to the other;
+6. (last: it kills a worker) the web page, its worker killed mid-conversation, reconnects through
    nginx to the other within its backoff, and the user's memory is intact.
 """
 
@@ -50,16 +51,22 @@ class Fleet:
         return self.workers[name][1]
 
 
+def _worker_env(name: str, fleet: Fleet | None = None, *, postgres: PostgresServer | None = None,
+                redis: RedisServer | None = None) -> dict[str, str]:
+    postgres = postgres or fleet.postgres
+    redis = redis or fleet.redis
+    return {"TINGSHUO_SERVER_API_KEY": API_KEY, "TINGSHUO_STATE_BACKEND": "redis+postgres",
+            "TINGSHUO_STATE_REDIS_URL": redis.url, "TINGSHUO_STATE_POSTGRES_URL": postgres.url,
+            "TINGSHUO_STATE_WORKER_ID": name, "TINGSHUO_SERVER_TRUSTED_PROXIES": "127.0.0.1",
+            "TINGSHUO_SERVER_MAX_SESSIONS_PER_CLIENT": str(PER_CLIENT), "TINGSHUO_ASSISTANT_SEED": "1"}
+
+
 def _start_worker(name: str, fleet_root: Path, postgres: PostgresServer, redis: RedisServer,
                   out: dict[str, tuple[subprocess.Popen, str]], errors: list[BaseException]) -> None:
     root = fleet_root / name
     root.mkdir()
     try:
-        out[name] = start_server(
-            root / "server.log", TINGSHUO_SERVER_API_KEY=API_KEY, TINGSHUO_STATE_BACKEND="redis+postgres",
-            TINGSHUO_STATE_REDIS_URL=redis.url, TINGSHUO_STATE_POSTGRES_URL=postgres.url,
-            TINGSHUO_STATE_WORKER_ID=name, TINGSHUO_SERVER_TRUSTED_PROXIES="127.0.0.1",
-            TINGSHUO_SERVER_MAX_SESSIONS_PER_CLIENT=str(PER_CLIENT), TINGSHUO_ASSISTANT_SEED="1")
+        out[name] = start_server(root / "server.log", **_worker_env(name, postgres=postgres, redis=redis))
     except BaseException as exc:  # noqa: BLE001 (pytest.fail in a thread: reported by the fixture)
         errors.append(exc)
 
@@ -276,6 +283,40 @@ async def test_redis_stopped_and_started_again_costs_new_secrets_for_a_while_not
         after = await _ask(client, "Say goodbye in three words.")
         assert after["status"] == "completed"
         await client.close()
+
+
+async def test_a_draining_worker_finishes_its_answer_while_new_sessions_go_to_the_other(fleet):
+    """SIGTERM: the worker stops accepting at once (nginx takes the refused connection to the other
+    worker), the answer in flight plays to its end, then the session closes with 1001 (going away)
+    for the client to reconnect. The worker is started again afterwards, for the tests after this."""
+    proc, url = fleet.workers["worker-a"]
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(_ws(url), headers=AUTH, max_msg_size=0)
+        client = RealtimeTestClient(ws=ws)
+        client.start()
+        await client.wait_for("session.created", timeout=15)
+        await client.send({"type": "conversation.item.create", "item": {"type": "message", "role": "user", "content": [
+            {"type": "input_text", "text": "Describe a lighthouse at night in two sentences."}]}})
+        await client.send({"type": "response.create"})
+        await client.wait_for("response.output_audio.delta", timeout=120)
+        proc.send_signal(signal.SIGTERM)
+        others = []
+        for n in range(3):
+            other = await _open(http, fleet.nginx.ws_url, forwarded_for=f"192.0.2.{60 + n}")
+            others.append(other.of_type("session.created")[0]["session"]["id"])
+            await other.close()
+        listed = await _sessions(http, fleet.worker_url("worker-b"))
+        done = (await client.wait_for("response.done", timeout=60))["response"]
+        await asyncio.wait_for(client._reader, 30)
+        close_code = ws.close_code
+        assert proc.wait(30) == 0
+    on = {s["id"]: s["worker"] for s in listed["sessions"]}
+    assert all(on.get(i) in ("worker-b", None) for i in others), listed  # None: already closed and gone
+    assert done["status"] == "completed", done
+    assert close_code == 1001, close_code
+    restarted = start_server(fleet.root / "worker-a" / "server-restarted.log", **_worker_env("worker-a", fleet))
+    fleet.workers["worker-a"] = restarted
+    fleet.nginx.reload([u.removeprefix("http://") for _, u in (restarted, fleet.workers["worker-b"])])
 
 
 def test_the_page_reconnects_to_the_other_worker_when_its_worker_is_killed(fleet, tmp_path):

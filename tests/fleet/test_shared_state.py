@@ -225,3 +225,39 @@ async def test_with_redis_down_sessions_are_counted_per_worker_and_come_back_aft
             redis_server.start()
         await a.aclose()
         await b.aclose()
+
+
+async def test_a_session_released_while_a_heartbeat_is_on_its_way_is_not_written_back(redis_server):
+    a, _ = await two_workers(redis_server)
+    real_pipeline, held = a.registry._redis.pipeline, asyncio.Event()
+
+    class HeldPipeline:
+        """The heartbeat's pipeline, held until the release has gone through (as a slow reconnect would)."""
+
+        def __init__(self, pipe) -> None:
+            self.pipe = pipe
+
+        def __getattr__(self, name):
+            return getattr(self.pipe, name)
+
+        async def execute(self):
+            await held.wait()
+            return await self.pipe.execute()
+
+    try:
+        gone = entry("released-mid-beat", client="192.0.2.77")
+        assert await a.admit(gone, limit=1)
+        a.registry._redis.pipeline = lambda **kw: HeldPipeline(real_pipeline(**kw))
+        beat = asyncio.create_task(a.registry.heartbeat())  # takes its snapshot, then waits
+        await asyncio.sleep(0.05)
+        a.registry._redis.pipeline = real_pipeline
+        await a.release(gone)
+        assert not await a.redis.exists("tingshuo:session:released-mid-beat")
+        held.set()
+        await beat
+        assert not await a.redis.exists("tingshuo:session:released-mid-beat"), "written back by the late beat"
+        assert await a.admit(entry("next", client="192.0.2.77"), limit=1), "the client's one place is free"
+    finally:
+        a.registry._redis.pipeline = real_pipeline
+        await a.redis.flushdb()
+        await a.aclose()

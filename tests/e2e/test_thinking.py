@@ -120,6 +120,17 @@ async def test_a_fact_remembered_in_one_session_is_recalled_in_the_next_and_only
     assert deleted["deleted"] >= 1 and after["facts"] == [] and after["summaries"] == []
 
 
+def test_readyz_reports_the_knowledge_base_version_it_loaded(thinking_server):
+    from models.e5_embedder import E5Embedder
+    from thinking.knowledge_base import KnowledgeBase
+
+    url, tmp = thinking_server
+    ready = json.loads(urllib.request.urlopen(url + "/readyz", timeout=10).read())
+    with KnowledgeBase.open(tmp / "kb.sqlite", embedder=E5Embedder.load()) as kb:
+        assert ready["knowledge_base"] == kb.version()
+    assert ready["worker"], ready
+
+
 async def test_a_knowledge_base_answer_uses_the_passage_and_cites_it_in_the_transcript_only(thinking_server, whisper):
     url, _ = thinking_server
     async with aiohttp.ClientSession() as http:

@@ -261,3 +261,24 @@ async def test_a_session_released_while_a_heartbeat_is_on_its_way_is_not_written
         a.registry._redis.pipeline = real_pipeline
         await a.redis.flushdb()
         await a.aclose()
+
+
+def test_serve_stops_at_once_naming_the_service_it_cannot_reach(postgres, redis_server):
+    import subprocess
+    import sys
+
+    from tests.e2e.conftest import REPO
+    from tests.fleet.services import free_port
+
+    def serve(redis_url: str, postgres_url: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "tingshuo", "serve", "--set", "state.backend=redis+postgres",
+                               "--set", f"state.redis_url={redis_url}", "--set", f"state.postgres_url={postgres_url}",
+                               "--set", f"server.port={free_port()}"],
+                              cwd=REPO, capture_output=True, text=True, timeout=120)
+
+    no_redis = serve(f"redis://127.0.0.1:{free_port()}/0", postgres.url)
+    assert no_redis.returncode == 2 and "cannot start: Redis at redis://127.0.0.1:" in no_redis.stderr, no_redis.stderr
+    no_postgres = serve(redis_server.url, f"postgresql://tingshuo:hunter2@127.0.0.1:{free_port()}/tingshuo")
+    assert no_postgres.returncode == 2 and "PostgreSQL at postgresql://tingshuo:***@" in no_postgres.stderr
+    assert "hunter2" not in no_postgres.stderr + no_postgres.stdout
+    assert "loaded" not in no_redis.stderr, "it stopped before any model loaded (engines log \"loaded X in N s\")"

@@ -307,3 +307,19 @@ def test_cli_round_trip(tmp_path: Path) -> None:
     assert removed.returncode == 0 and "removed" in removed.stdout
     again = _tingshuo("kb", "remove", "docs/museum_handbook.md", cwd=tmp_path, env=env)
     assert again.returncode == 1 and "not in the knowledge base" in again.stderr
+
+
+def test_a_copied_build_reports_the_same_version_and_a_changed_one_another(embedder: E5Embedder,
+                                                                          tmp_path: Path) -> None:
+    folder = _copy_docs(tmp_path, "museum_handbook.md")
+    with KnowledgeBase.open(tmp_path / "kb.sqlite", embedder=embedder, create=True) as kb:
+        kb.add([folder])
+        built = kb.version()
+    (tmp_path / "worker").mkdir()
+    shutil.copy(tmp_path / "kb.sqlite", tmp_path / "worker" / "kb.sqlite")
+    with KnowledgeBase.open(tmp_path / "worker" / "kb.sqlite", embedder=embedder) as copy:
+        assert copy.version() == built, "every worker given the same build reports the same version"
+    shutil.copy(KB_DOCS / "banana_bread.md", folder / "banana_bread.md")
+    with KnowledgeBase.open(tmp_path / "kb.sqlite", embedder=embedder) as kb:
+        kb.add([folder])
+        assert kb.version() != built and len(built) == 16

@@ -470,7 +470,9 @@ async def _close_engines(app: web.Application) -> None:
 
 
 def create_app(config: Config, engines: Engines, thinking: ThinkingServices | None = None,
-               recorder: TurnRecorder | None = None) -> web.Application:
+               recorder: TurnRecorder | None = None, training_store: Any | None = None) -> web.Application:
+    """``training_store``: the data stage's store, opened by ``tingshuo serve`` (PostgreSQL with
+    ``state.backend = "redis+postgres"``); None: the local one under ``data.dir``."""
     trusted = trusted_networks(config.server.trusted_proxies)
     app = web.Application(client_max_size=config.server.max_message_bytes,
                           middlewares=[forwarded_client(trusted)] if trusted else [])
@@ -484,7 +486,7 @@ def create_app(config: Config, engines: Engines, thinking: ThinkingServices | No
     app[LIFECYCLE_KEY] = Lifecycle()
     app[THINKING_KEY] = thinking or ThinkingServices(personas=PersonaLibrary([]))
     app[RECORDER_KEY] = recorder or TurnRecorder(config.data.dir, retention_days=config.data.retention_days,
-                                                 counter=app[METRICS_KEY].recorded_turns)
+                                                 counter=app[METRICS_KEY].recorded_turns, store=training_store)
     app.router.add_get("/v1/realtime", realtime_handler)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", health_handler)

@@ -116,16 +116,20 @@ def _serve(config) -> int:
     from server.thinking_services import load_thinking
     from thinking.user_memory import MemoryStoreError
 
+    from server.training_store import open_training_store
+    from thinking.training_data.data_store import DataStoreError
+
     try:  # before minutes of model loading: a missing service is named at once
         check_state_services(config)
-    except SharedStateError as exc:
+        training_store = open_training_store(config)  # PostgreSQL: connected and migrated now
+    except (SharedStateError, DataStoreError) as exc:
         raise ConfigError(str(exc)) from None
     engines = load_engines(config)
     try:
         thinking = load_thinking(config)
     except MemoryStoreError as exc:
         raise ConfigError(str(exc)) from None
-    app = create_app(config, engines, thinking)
+    app = create_app(config, engines, thinking, training_store=training_store)
     logging.getLogger(__name__).info("listening on ws://%s:%d/v1/realtime", config.server.host, config.server.port)
     web.run_app(app, host=config.server.host, port=config.server.port, print=None,
                 shutdown_timeout=config.server.shutdown_grace_s + 5)

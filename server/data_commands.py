@@ -55,10 +55,12 @@ def add_data_parser(sub: argparse._SubParsersAction, config_after: argparse.Argu
 def run_data_command(config: Config, args: argparse.Namespace) -> int:
     """Exit status: 0 done, 1 nothing matched, 2 unusable input or store."""
     from thinking.conversation_logs.records import ExportFormatError
-    from thinking.training_data.data_store import DataStoreError, TrainingDataStore
+    from server.training_store import open_training_store
+    from thinking.training_data.data_store import DataStoreError
 
     try:
-        with TrainingDataStore(config.data.dir) as store:
+        with open_training_store(config) as store:
+            where = getattr(store, "where", store.root)
             if args.data_action == "import":
                 return _import(store, args)
             if args.data_action == "export":
@@ -66,12 +68,12 @@ def run_data_command(config: Config, args: argparse.Namespace) -> int:
             if args.data_action == "purge":
                 report = store.purge(older_than_days=args.older_than_days, user_id=args.user, everything=args.all)
                 print(f"deleted {report.conversations} conversations, {report.turns} turns, "
-                      f"{report.audio_files} audio files from {store.root}")
+                      f"{report.audio_files} audio files from {where}")
                 return 0
             if store.correct(args.item_id, args.text):
                 print(f"{args.item_id}: transcript corrected")
                 return 0
-            print(f"tingshuo: no recorded utterance {args.item_id!r} in {store.root}", file=sys.stderr)
+            print(f"tingshuo: no recorded utterance {args.item_id!r} in {where}", file=sys.stderr)
             return 1
     except (DataStoreError, ExportFormatError, OSError, ValueError) as exc:
         print(f"tingshuo: {exc}", file=sys.stderr)
@@ -106,7 +108,8 @@ def _import(store, args: argparse.Namespace) -> int:
         print(f"  left out, {reason}: {n}")
     for line in cleaning.redaction.lines():
         print(f"  redacted {line}")
-    print(f"stored {report.conversations} conversations, {report.turns} turns in {store.root}")
+    where = getattr(store, "where", store.root)
+    print(f"stored {report.conversations} conversations, {report.turns} turns in {where}")
     return 0 if report.conversations else 1
 
 
@@ -116,6 +119,10 @@ def _export(store, args: argparse.Namespace, config: Config) -> int:
 
     conversations = store.conversations(sources=tuple(args.source) if args.source else None)
     counter = None if args.fmt == "asr" else load_tokenizer(args.model, config)
+    materialise = getattr(store, "materialise_audio", None)
+    if args.fmt == "asr" and callable(materialise):  # PostgreSQL keeps the audio: the export reads files
+        fetched = materialise(conversations, store.root)
+        print(f"{fetched} audio files copied from {store.where} to {store.root}")
     summary = export_dataset(conversations, fmt=args.fmt, out_dir=args.out, counter=counter,
                              cutoff_len=args.cutoff_len, eval_fraction=args.split, include_bad=args.include_bad,
                              seed=args.seed, store_root=store.root)

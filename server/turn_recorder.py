@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from models.interfaces import MODEL_SAMPLE_RATE_HZ
 from streaming.audio_frames import float_to_int16, int16_to_bytes
 from thinking.training_data.data_store import DataStoreError, PurgeReport, TrainingDataStore
 from thinking.training_data.dataset_records import RecordedTurn, StoredConversation
+
+if TYPE_CHECKING:
+    from server.shared_state.postgres_training_data import PostgresTrainingDataStore
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +74,11 @@ class _Command:
 
 class TurnRecorder:
     def __init__(self, root: Path | str, *, retention_days: float = 0.0, capacity: int = DEFAULT_CAPACITY,
-                 counter: Any | None = None, store: TrainingDataStore | None = None) -> None:
-        """``counter``: a Prometheus counter labelled ``outcome``; ``store``: a stand-in for tests."""
+                 counter: Any | None = None,
+                 store: TrainingDataStore | PostgresTrainingDataStore | None = None) -> None:
+        """``counter``: a Prometheus counter labelled ``outcome``; ``store``: a ready store (PostgreSQL's,
+        opened: ``server.training_store.open_training_store``) or a stand-in for tests; default: the
+        SQLite store at ``root``. The recorder closes it."""
         self._store = store if store is not None else TrainingDataStore(root)
         self._retention_days = retention_days
         self._capacity = capacity
@@ -259,10 +265,19 @@ class TurnRecorder:
                      report.conversations, report.turns, report.audio_files, self._retention_days)
 
     def _store_exists(self) -> bool:
+        """False for a local store never written (nothing to purge, erase or correct); a store with
+        an ``exists()`` of its own (PostgreSQL's, always there) answers itself."""
+        exists = getattr(self._store, "exists", None)
+        if callable(exists):
+            return bool(exists())
         return (self.root / STORE_FILE).is_file()
 
     def _forget_files(self, relative: list[str]) -> None:
         """The WAVs of a turn whose row could not be written: no file without its row."""
+        discard = getattr(self._store, "discard_audio", None)
+        if callable(discard):  # PostgreSQL's: the audio still waiting for its turn
+            discard(relative)
+            return
         for path in relative:
             try:
                 (self.root / path).unlink(missing_ok=True)

@@ -2,7 +2,7 @@
 is opened with the thinking services, ``server/thinking_services.py``).
 
 Degradation with Redis down at run time (README "Scaling out"), each logged and counted in
-``tingshuo_shared_state_errors_total{service="redis"}``:
+``tingshuo_shared_state_errors_total{service="Redis"}``:
 - a new session is admitted against this worker's own count of the client's sessions;
 - a client secret cannot be looked up or minted: the connection gets an ``error`` event
   (``state_unavailable``) and closes 1013 (try again later); minting answers 503;

@@ -30,6 +30,48 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         );
         CREATE INDEX memory_summaries_by_user ON memory_summaries (user_id, created_at);
     """),
+    (2, "data stage: recorded conversations, turns, audio", """
+        CREATE TABLE data_conversations (
+            id TEXT PRIMARY KEY,
+            source TEXT NOT NULL,
+            started_at DOUBLE PRECISION NOT NULL,
+            user_id TEXT NOT NULL,
+            persona_id TEXT NOT NULL,
+            persona_version TEXT NOT NULL,
+            instructions TEXT NOT NULL,
+            adapter TEXT NOT NULL,
+            tools TEXT NOT NULL,
+            title TEXT NOT NULL
+        );
+        CREATE INDEX data_conversations_by_user ON data_conversations (user_id);
+        CREATE INDEX data_conversations_by_start ON data_conversations (started_at);
+        CREATE TABLE data_turns (
+            conversation_id TEXT NOT NULL REFERENCES data_conversations (id) ON DELETE CASCADE,
+            idx INTEGER NOT NULL,
+            item_id TEXT NOT NULL,
+            user_text TEXT NOT NULL,
+            corrected_text TEXT NOT NULL,
+            answer_generated TEXT NOT NULL,
+            answer_heard TEXT NOT NULL,
+            language TEXT NOT NULL,
+            started_at DOUBLE PRECISION NOT NULL,
+            interrupted BOOLEAN NOT NULL,
+            failure TEXT NOT NULL,
+            tool_calls TEXT NOT NULL,
+            latency_ms TEXT NOT NULL,
+            user_audio TEXT NOT NULL,
+            assistant_audio TEXT NOT NULL,
+            PRIMARY KEY (conversation_id, idx)
+        );
+        CREATE INDEX data_turns_by_item ON data_turns (item_id);
+        CREATE TABLE data_audio (
+            path TEXT PRIMARY KEY,
+            conversation_id TEXT NOT NULL REFERENCES data_conversations (id) ON DELETE CASCADE,
+            rate INTEGER NOT NULL,
+            wav BYTEA NOT NULL
+        );
+        CREATE INDEX data_audio_by_conversation ON data_audio (conversation_id);
+    """),
 )
 
 MIGRATION_LOCK = 0x74696E6773687530

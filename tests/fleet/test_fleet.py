@@ -58,7 +58,8 @@ def _worker_env(name: str, fleet: Fleet | None = None, *, postgres: PostgresServ
     return {"TINGSHUO_SERVER_API_KEY": API_KEY, "TINGSHUO_STATE_BACKEND": "redis+postgres",
             "TINGSHUO_STATE_REDIS_URL": redis.url, "TINGSHUO_STATE_POSTGRES_URL": postgres.url,
             "TINGSHUO_STATE_WORKER_ID": name, "TINGSHUO_SERVER_TRUSTED_PROXIES": "127.0.0.1",
-            "TINGSHUO_SERVER_MAX_SESSIONS_PER_CLIENT": str(PER_CLIENT), "TINGSHUO_ASSISTANT_SEED": "1"}
+            "TINGSHUO_SERVER_MAX_SESSIONS_PER_CLIENT": str(PER_CLIENT), "TINGSHUO_ASSISTANT_SEED": "1",
+            "TINGSHUO_DATA_RECORD": "text"}
 
 
 def _start_worker(name: str, fleet_root: Path, postgres: PostgresServer, redis: RedisServer,
@@ -202,6 +203,32 @@ async def test_a_fact_remembered_on_one_worker_is_recalled_on_the_other(fleet):
     assert after["facts"] == []
 
 
+async def test_turns_recorded_on_both_workers_land_in_one_store_that_exports(fleet, tmp_path):
+    import sys
+
+    from tests.e2e.conftest import REPO
+
+    async with aiohttp.ClientSession() as http:
+        for worker, user in (("worker-a", "recorded-a"), ("worker-b", "recorded-b")):
+            client = await _open(http, _ws(fleet.worker_url(worker)), query=f"?user={user}")
+            assert (await _ask(client, "Say hello in three words."))["status"] == "completed"
+            await client.close()
+    out = tmp_path / "export"
+    argv = [sys.executable, "-m", "tingshuo", "data", "export", "--format", "openai", "--out", str(out),
+            "--set", "state.backend=redis+postgres", "--set", f"state.postgres_url={fleet.postgres.url}",
+            "--set", f"data.dir={tmp_path / 'data'}"]
+    deadline = time.monotonic() + 30  # each worker's recorder writes after the turn, off its answer's path
+    while True:
+        result = await asyncio.to_thread(subprocess.run, argv, cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+        examples = [json.loads(line) for path in out.rglob("*.jsonl") for line in path.read_text().splitlines()]
+        users = {m["content"] for e in examples for m in e["messages"] if m["role"] == "user"}
+        if "Say hello in three words." in users and len(examples) >= 2:
+            break
+        assert time.monotonic() < deadline, (result.stdout, examples)
+        await asyncio.sleep(1)
+
+
 async def test_the_per_client_limit_holds_across_both_workers_behind_nginx(fleet):
     visitor = "203.0.113.77"
     async with aiohttp.ClientSession() as http:
@@ -270,6 +297,13 @@ async def test_redis_stopped_and_started_again_costs_new_secrets_for_a_while_not
             await keyed.close()
         finally:
             fleet.redis.start()
+        counted = 0.0
+        for worker in ("worker-a", "worker-b"):
+            async with http.get(fleet.worker_url(worker) + "/metrics") as response:
+                for line in (await response.text()).splitlines():
+                    if line.startswith('tingshuo_shared_state_errors_total{service="Redis"}'):
+                        counted += float(line.split()[-1])
+        assert counted >= 2, "the failed mint and the failed secret lookup are counted"
         secret = await _mint(http, fleet.nginx.url, user="visitor-redis")
         again = await _open(http, fleet.nginx.ws_url, token=secret)
         await again.close()

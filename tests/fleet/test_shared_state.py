@@ -51,7 +51,7 @@ def test_two_workers_share_one_users_memory_and_migrations_run_once(postgres):
     try:
         applied = first.open()
         assert second.open() == [], "the second worker finds the schema already there"
-        assert applied in ([1], []), applied
+        assert applied in ([1, 2], []), applied
         first.remember("anna", "My daughter's name is Mei")
         first.remember("anna", "my daughter's name is mei.")  # the same fact, refreshed
         second.remember("anna", "我最喜欢的茶是龙井")

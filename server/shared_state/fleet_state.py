@@ -105,12 +105,19 @@ def local_fleet_state(config: Config) -> FleetState:
 
 
 def redis_client(config: Config) -> Any:
-    """Every call is bounded by ``state.call_timeout_s``: a hung Redis costs a session that long, once."""
+    """Every call is bounded by ``state.call_timeout_s``: a hung Redis costs a session that long, once.
+    A connection error is retried once, at once, on a new connection: after Redis restarts, every
+    pooled connection is dead, and without the retry each one failed its next call (a session's
+    release among them, which then counted for its client until its TTL)."""
     import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
 
     timeout = config.state.call_timeout_s
     return aioredis.Redis.from_url(config.state.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                   decode_responses=True, retry_on_timeout=False)
+                                   decode_responses=True, retry_on_timeout=False,
+                                   retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError])
 
 
 def redis_fleet_state(config: Config) -> FleetState:

@@ -282,3 +282,26 @@ def test_serve_stops_at_once_naming_the_service_it_cannot_reach(postgres, redis_
     assert no_postgres.returncode == 2 and "PostgreSQL at postgresql://tingshuo:***@" in no_postgres.stderr
     assert "hunter2" not in no_postgres.stderr + no_postgres.stdout
     assert "loaded" not in no_redis.stderr, "it stopped before any model loaded (engines log \"loaded X in N s\")"
+
+
+async def test_after_redis_restarts_the_first_calls_on_old_connections_go_through(redis_server):
+    a, _ = await two_workers(redis_server)
+    try:
+        sessions = [entry(f"pooled-{i}", client="192.0.2.88") for i in range(3)]
+        # Several calls at once, so the pool holds several connections, all dead after the restart.
+        assert all(await asyncio.gather(*(a.admit(s, limit=5) for s in sessions)))
+        redis_server.restart()  # empty: nothing on disk
+        assert await a.admit(entry("after-restart", client="192.0.2.88"), limit=5)
+        errors: list[str] = []
+        a.on_error = errors.append
+        await asyncio.gather(*(a.release(s) for s in sessions))
+        await a.release(entry("after-restart", client="192.0.2.88"))
+        assert errors == [], "a release on a pooled connection from before the restart failed"
+        assert await a.redis.scard("tingshuo:client:192.0.2.88") == 0
+        secret = await a.secrets.mint()
+        assert await a.secrets.find(secret.value) is not None
+    finally:
+        if not redis_server.running:
+            redis_server.start()
+        await a.redis.flushdb()
+        await a.aclose()
